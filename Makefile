@@ -1,0 +1,35 @@
+# Two commands: `make run` (the workflow) and `make test` (the test suite).
+# Both create .venv first if it is missing or older than the dependency pins.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CORES  ?= all
+# Optional: a folder that already holds the four MNIST files (.gz or uncompressed).
+MNIST_DIR ?=
+# Optional: extra arguments for snakemake, e.g. ARGS="--configfile config/smoke.yaml".
+ARGS ?=
+
+SNAKEMAKE_ARGS := --cores $(CORES) $(if $(MNIST_DIR),--config mnist_dir=$(abspath $(MNIST_DIR))) $(ARGS)
+
+.PHONY: run test lint venv clean
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -qq --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake $(SNAKEMAKE_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results/data results/stability results/bias1d results/mnist results/report results/benchmarks results/logs .snakemake

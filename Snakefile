@@ -1,0 +1,23 @@
+# Nar & Sastry (2018), "Residual Networks: Lyapunov Stability and Convex Decomposition":
+# reproduction workflow. Every number lives in config.yaml; the rules are in workflow/rules.
+from snakemake.utils import min_version
+
+from pipeline.config import validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, workflow.source_path("workflow/schemas/config.schema.yaml"))
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        TARGETS,

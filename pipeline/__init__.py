@@ -1,0 +1,1 @@
+"""Library of the workflow: all the science and numerics (never imports snakemake)."""

@@ -1,0 +1,27 @@
+# Shared helpers for the rules. Every study's .smk appends its final outputs to TARGETS.
+import os
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+# Scripts import the library from the repository root, installed or not (conda, clusters).
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
+    )
+)
+ENV = "../envs/pipeline.yaml"
+
+# Final outputs of every enabled study; `rule all` requests them.
+TARGETS = []
+
+if config["mnist_dir"] and not Path(config["mnist_dir"]).is_dir():
+    raise WorkflowError(
+        f"The MNIST folder '{config['mnist_dir']}' (config key mnist_dir) does not exist; "
+        "set mnist_dir to a folder holding the four MNIST files (snakemake --config mnist_dir=PATH)."
+    )
+
+
+def section(name):
+    """A config block, passed whole to a rule's params (so changing it re-runs the rule)."""
+    return config[name]
