@@ -15,6 +15,10 @@ validate(config, workflow.source_path("workflow/schemas/config.schema.yaml"))
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/stability.smk"
+include: "workflow/rules/bias1d.smk"
+include: "workflow/rules/mnist.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -96,3 +96,18 @@ def smoke_run(tmp_path_factory):
     args = ("--configfile", "config/smoke.yaml", str(root / "override.yaml"))
     snakemake(work, "--cores", "2", *args)
     return work, args
+
+
+@pytest.fixture(scope="session")
+def workflow_copy(tmp_path_factory):
+    """A copy of the workflow for dry runs (snakemake -n) that write nothing lasting."""
+    return copy_repo(tmp_path_factory.mktemp("cfg") / "wf")
+
+
+def dry_run(work: Path, overrides: dict, tmp_path: Path):
+    """`snakemake -n` with `overrides` stacked on config.yaml; returns the CompletedProcess."""
+    import yaml
+
+    cfg = tmp_path / "overrides.yaml"
+    cfg.write_text(yaml.safe_dump(overrides))
+    return snakemake(work, "-n", "--configfile", str(cfg), check=False, timeout=300)

@@ -1,20 +1,6 @@
 """Bad input a user can give fails fast, before any job, with a message naming the cause."""
 
-import pytest
-import yaml
-
-from tests.conftest import copy_repo, snakemake
-
-
-@pytest.fixture(scope="module")
-def workflow_copy(tmp_path_factory):
-    return copy_repo(tmp_path_factory.mktemp("cfg") / "wf")
-
-
-def dry_run(work, overrides: dict, tmp_path):
-    cfg = tmp_path / "bad.yaml"
-    cfg.write_text(yaml.safe_dump(overrides))
-    return snakemake(work, "-n", "--configfile", str(cfg), check=False, timeout=300)
+from tests.conftest import dry_run, snakemake
 
 
 def test_default_config_dry_run_lists_the_dag(workflow_copy):

@@ -14,6 +14,9 @@ ENV = "../envs/pipeline.yaml"
 
 # Final outputs of every enabled study; `rule all` requests them.
 TARGETS = []
+# Figures per study, {study: [png path, ...]}, each drawn by a figure rule from aggregated
+# tables only, with a caption in workflow/report/<study>_<name>.rst; the report embeds them.
+FIGURES = {}
 
 if config["mnist_dir"] and not Path(config["mnist_dir"]).is_dir():
     raise WorkflowError(

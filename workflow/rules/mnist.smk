@@ -1,0 +1,1 @@
+# mnist rules: see workflow/rules/mnist.smk (being written)

@@ -1,0 +1,1 @@
+# report rules: see workflow/rules/report.smk (being written)

@@ -1,0 +1,1 @@
+# stability rules: see workflow/rules/stability.smk (being written)
