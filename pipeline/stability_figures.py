@@ -1,0 +1,199 @@
+"""Figures of the stability studies, drawn from the aggregated tables only."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from pipeline import stability as st
+from pipeline.errors import UserError
+from pipeline.plotting import apply_theme, panel_size, save
+
+STATUS_ORDER = list(st.STATUSES)
+
+
+def _settings(figures: dict) -> dict:
+    return figures["stability"]
+
+
+def figure_phase_diagram(runs: pd.DataFrame, png, figures: dict):
+    """Fraction of converged runs over (depth, delta), one panel per init and target, with delta*_L."""
+    apply_theme(figures)
+    cfg = _settings(figures)
+    inits = [i for i in ("balanced", "identity", "random") if i in set(runs["init"])]
+    targets = sorted(runs["target"].unique())
+    frac = (
+        runs.assign(conv=runs["status"] == "converged")
+        .groupby(["init", "target", "depth", "delta"], as_index=False)["conv"]
+        .mean()
+    )
+    fig, axes = plt.subplots(
+        len(targets),
+        len(inits),
+        figsize=panel_size(figures, len(inits), len(targets)),
+        squeeze=False,
+        sharey=True,
+    )
+    s_mean = float(runs["data_scale"].mean())
+    depths = np.sort(runs["depth"].unique())
+    Ls = np.linspace(depths.min(), depths.max(), 200)
+    for i, r in enumerate(targets):
+        for j, init in enumerate(inits):
+            ax = axes[i, j]
+            d = frac[(frac["init"] == init) & (frac["target"] == r)]
+            sc = ax.scatter(
+                d["depth"],
+                d["delta"],
+                c=d["conv"],
+                cmap=cfg["cmap"],
+                vmin=0,
+                vmax=1,
+                marker="s",
+                s=cfg["marker_size"],
+            )
+            ax.plot(Ls, st.delta_star(Ls, r, s_mean), color="k", lw=1.2, label=r"$\delta^*_L$")
+            ax.set_yscale("log")
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{init} init, r = {r:g}")
+            ax.set_xlabel("depth L")
+            if j == 0:
+                ax.set_ylabel(r"step size $\delta$")
+            if i == 0 and j == 0:
+                ax.legend(loc="upper right")
+    fig.colorbar(sc, ax=axes, label="fraction converged", shrink=0.8)
+    return save(fig, png, figures)
+
+
+def figure_sharpness(runs: pd.DataFrame, png, figures: dict):
+    """Sharpness at the end vs 2/delta per init: converged runs must lie on or below the line."""
+    apply_theme(figures)
+    cfg = _settings(figures)
+    inits = [i for i in ("balanced", "identity", "random") if i in set(runs["init"])]
+    d = runs[runs["status"] != "diverged"]
+    fig, axes = plt.subplots(
+        1,
+        len(inits),
+        figsize=panel_size(figures, len(inits)),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    lo, hi = float(d["two_over_delta"].min()), float(d["two_over_delta"].max())
+    for ax, init in zip(axes[0], inits, strict=True):
+        sub = d[d["init"] == init]
+        sns.scatterplot(
+            data=sub,
+            x="two_over_delta",
+            y="sharpness",
+            hue="status",
+            hue_order=[s for s in STATUS_ORDER if s in set(d["status"])],
+            alpha=cfg["alpha"],
+            s=12,
+            linewidth=0,
+            ax=ax,
+        )
+        ax.plot([lo, hi], [lo, hi], color="k", lw=1, label=r"$\lambda_{max} = 2/\delta$")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(r"$2/\delta$")
+        ax.set_ylabel(r"sharpness $\lambda_{max}(H)$ at the end")
+        ax.set_title(f"{init} init")
+        ax.legend(fontsize="x-small")
+    return save(fig, png, figures)
+
+
+def figure_depth(runs: pd.DataFrame, png, figures: dict):
+    """Final training loss vs depth, one line per init, median with inter-quartile band."""
+    apply_theme(figures)
+    fig, ax = plt.subplots(figsize=panel_size(figures), layout="constrained")
+    d = runs.copy()
+    floor = figures["stability"]["loss_floor"]
+    d["final_loss"] = d["final_loss"].clip(lower=floor)
+    sns.lineplot(
+        data=d,
+        x="depth",
+        y="final_loss",
+        hue="init",
+        estimator="median",
+        errorbar=("pi", 50),
+        marker="o",
+        ax=ax,
+    )
+    div = d.groupby(["init", "depth"])["status"].apply(lambda s: (s == "diverged").mean())
+    for (init, depth), f in div.items():
+        if f > 0:
+            ax.annotate(
+                f"{init} {f:.0%} div.", (depth, d["final_loss"].max()), fontsize="xx-small", ha="center"
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    delta, its = d["delta"].iloc[0], int(d["iterations"].iloc[0])
+    ax.set_title(rf"$\delta$ = {delta:g}, {its} iterations")
+    ax.set_xlabel("depth L")
+    ax.set_ylabel(f"final training loss (clipped at {floor:g})")
+    return save(fig, png, figures)
+
+
+def figure_single_vs_double(runs: pd.DataFrame, curves: pd.DataFrame, png, figures: dict):
+    """Typical pair of loss curves, median/IQR over matrices, divergence fraction vs delta_rel."""
+    apply_theme(figures)
+    cfg = _settings(figures)["typical"]
+    pick = runs[
+        (runs["regime"] == cfg["regime"])
+        & (runs["depth"] == cfg["depth"])
+        & np.isclose(runs["delta_rel"], cfg["delta_rel"])
+    ]
+    if pick.empty:
+        raise UserError(
+            "figures.stability.typical selects no run (regime "
+            f"{cfg['regime']!r}, depth {cfg['depth']}, delta_rel {cfg['delta_rel']}); choose values "
+            "present in stability.single_vs_double."
+        )
+    fig, axes = plt.subplots(1, 3, figsize=panel_size(figures, 3), layout="constrained")
+    floor = figures["stability"]["loss_floor"]
+    c = curves.merge(pick[["run_id", "network", "seed"]], on="run_id")
+    c["loss"] = c["loss"].clip(lower=floor)
+    seed = cfg["seed"] if cfg["seed"] in set(pick["seed"]) else int(pick["seed"].min())
+    one = c[c["seed"] == seed]
+    sns.lineplot(data=one, x="step", y="loss", hue="network", hue_order=["single", "double"], ax=axes[0])
+    axes[0].set_title(f"typical pair: {cfg['regime']}, L = {cfg['depth']}, seed {seed}")
+    sns.lineplot(
+        data=c,
+        x="step",
+        y="loss",
+        hue="network",
+        hue_order=["single", "double"],
+        estimator="median",
+        errorbar=("pi", 50),
+        ax=axes[1],
+    )
+    axes[1].set_title(f"median and IQR over {pick['seed'].nunique()} matrices")
+    for ax in axes[:2]:
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("training loss")
+    rel = runs[runs["delta_rel"].notna()]
+    div = (
+        rel.assign(diverged=rel["status"] == "diverged")
+        .groupby(["regime", "network", "delta_rel"], as_index=False)["diverged"]
+        .mean()
+    )
+    sns.lineplot(
+        data=div,
+        x="delta_rel",
+        y="diverged",
+        hue="network",
+        hue_order=["single", "double"],
+        style="regime",
+        marker="o",
+        ax=axes[2],
+    )
+    axes[2].set_xscale("log")
+    axes[2].set_ylim(-0.03, 1.03)
+    axes[2].set_xlabel(r"$c$ in $\delta = c / (L \max(1,\sigma_{max})^{2(L-1)/L})$")
+    axes[2].set_ylabel("fraction diverged (all depths)")
+    return save(fig, png, figures)

@@ -1,0 +1,302 @@
+"""The three stability studies (SPEC sections 1-2): one shard (one study x one depth) -> tables.
+
+`run_shard(study, depth, engine, block)` builds the batch of runs of one shard from the
+config (`engine`: the settings shared by the studies, `block`: the study's own block), runs
+it as one batched gradient descent (two for single_vs_double: single and double network),
+measures the sharpness at the end, and returns `(runs, curves)` DataFrames whose columns are
+the table contract of DESIGN.md. Seeds derive from (base_seed, study, what the random draw
+is for, replicate): the same config gives identical tables, and the target of replicate k is
+the same at every depth and step size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import stability as st
+from pipeline.errors import UserError
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def scalar_deltas(block: dict, L: int, r: float, s: float) -> list[tuple[float, str]]:
+    """Absolute log-spaced grid plus factors of delta*_L(r, s): [(delta, grid), ...]."""
+    grid = [
+        (float(d), "absolute")
+        for d in np.geomspace(block["delta_min"], block["delta_max"], block["delta_num"])
+    ]
+    ds = float(st.delta_star(L, r, s))
+    return grid + [(f * ds, "relative") for f in block["delta_factors"]]
+
+
+def _engine_kwargs(engine: dict) -> dict:
+    osc = engine["oscillation"]
+    return dict(
+        tol=engine["tol"],
+        blowup=engine["blowup"],
+        log_points=engine["log_points"],
+        osc_window=osc["window"],
+        osc_fraction=osc["fraction"],
+        osc_rise=osc["rise"],
+    )
+
+
+def _curves(study, run_ids, res: st.GDResult) -> pd.DataFrame:
+    T, B = res.log_loss.shape
+    df = pd.DataFrame(
+        {
+            "study": study,
+            "run_id": np.tile(np.asarray(run_ids, dtype=object), T),
+            "step": np.repeat(res.log_steps, B).astype(np.int64),
+            "loss": res.log_loss.reshape(-1),
+            "distance": res.log_distance.reshape(-1),
+        }
+    )
+    return df[np.isfinite(df["loss"])].reset_index(drop=True)
+
+
+def _outcomes(res: st.GDResult, sharp: np.ndarray, delta: np.ndarray, iterations: int) -> dict:
+    sharp = np.where(res.status == "diverged", np.nan, sharp)
+    return {
+        "iterations": iterations,
+        "status": res.status,
+        "final_loss": res.final_loss,
+        "sharpness": sharp,
+        "two_over_delta": 2.0 / delta,
+        "steps_to_tol": res.steps_to_tol,
+        "diverged_step": res.diverged_step,
+    }
+
+
+def run_scalar(depth: int, engine: dict, block: dict):
+    """Scalar network (n = 1): grid over target r, data scale s, delta, init, seeds at depth L."""
+    L, base = depth, engine["base_seed"]
+    rows, inits, sigmas = [], [], []
+    for r in block["targets"]:
+        for s in block["data_scales"]:
+            for seed in range(block["seeds"]):
+                if block["data"] == "whitened":
+                    s_eff = float(s)
+                else:
+                    g = st.generator(base, "scalar", "data", s, seed)
+                    x = torch.randn(block["n_points"], dtype=torch.float64, generator=g) * np.sqrt(s)
+                    s_eff = float((x**2).mean())
+                for init in block["inits"]:
+                    g = st.generator(base, "scalar", "init", L, r, s, init, seed)
+                    w0 = st.init_scalar(init, L, r, g, block["perturbation"], block["random_spread"])
+                    for k, (delta, grid) in enumerate(scalar_deltas(block, L, r, s_eff)):
+                        rows.append(
+                            dict(
+                                run_id=f"L{L}_r{r:g}_s{s:g}_{init}_{grid[0]}{k}_seed{seed}",
+                                seed=seed,
+                                depth=L,
+                                n=1,
+                                init=init,
+                                network="single",
+                                delta=delta,
+                                delta_grid=grid,
+                                target=float(r),
+                                data_scale=s_eff,
+                            )
+                        )
+                        inits.append(w0)
+                        sigmas.append(s_eff)
+    runs = pd.DataFrame(rows)
+    dtype = DTYPES[block["dtype"]]
+    W0 = torch.stack(inits).to(dtype)  # [B, L]
+    chains = [[W0[:, j].reshape(-1, 1, 1).contiguous() for j in range(L)]]
+    R = torch.tensor(runs["target"].to_numpy(), dtype=dtype).reshape(-1, 1, 1)
+    sigma = torch.tensor(sigmas, dtype=dtype).reshape(-1, 1, 1)
+    delta = runs["delta"].to_numpy()
+    res = st.gradient_descent(
+        R, chains, [1], torch.tensor(delta), block["iterations"], sigma=sigma, **_engine_kwargs(engine)
+    )
+    sharp = st.sharpness(
+        R, res.chains, [1], sigma, iters=engine["sharpness_iters"], seed=base, mask=res.status != "diverged"
+    )
+    runs["delta_star"] = st.delta_star(L, runs["target"].to_numpy(), runs["data_scale"].to_numpy())
+    runs["delta_factor"] = delta / runs["delta_star"].to_numpy()
+    runs["balanced_sharpness"] = st.balanced_sharpness(
+        L, runs["target"].to_numpy(), runs["data_scale"].to_numpy()
+    )
+    final_w = torch.cat([w.reshape(-1, 1) for w in res.chains[0]], dim=1).double().numpy()
+    runs["final_product"] = np.prod(final_w, axis=1)
+    runs["final_imbalance"] = np.max(np.abs(final_w), axis=1) / np.maximum(
+        np.min(np.abs(final_w), axis=1), 1e-300
+    )
+    for key, val in _outcomes(res, sharp, delta, block["iterations"]).items():
+        runs[key] = val
+    runs.insert(0, "study", "scalar")
+    return runs, _curves("scalar", runs["run_id"], res)
+
+
+def _matrix_targets(base, study, n, regimes, eigvec, seeds):
+    """{(regime name, seed): Target}, the same for every depth and step size."""
+    return {
+        (reg["name"], seed): st.random_target(
+            n, reg["low"], reg["high"], eigvec, st.generator(base, study, "target", reg["name"], seed)
+        )
+        for reg in regimes
+        for seed in range(seeds)
+    }
+
+
+def _sigma(base, study, block, n, dtype, B_idx):
+    if block["data"] == "whitened":
+        return None
+    cov = {
+        s: st.data_covariance(n, "random", block["n_points"], st.generator(base, study, "data", s))
+        for s in sorted(set(B_idx))
+    }
+    return torch.stack([cov[s] for s in B_idx]).to(dtype)
+
+
+def _matrix_columns(runs, targets):
+    t = [targets[(g, s)] for g, s in zip(runs["regime"], runs["seed"], strict=True)]
+    runs["rho"] = [x.rho for x in t]
+    runs["sigma_max"] = [x.sigma_max for x in t]
+    runs["cond_eigvec"] = [x.cond_eigvec for x in t]
+    runs["eig_min"] = [x.eig_min for x in t]
+    return t
+
+
+def run_depth(depth: int, engine: dict, block: dict):
+    """Identity vs orthogonal vs Gaussian init at depth L, fixed delta and budget, one R per seed."""
+    L, n, base = depth, block["n"], engine["base_seed"]
+    regime = {"name": "positive", "low": block["eig_low"], "high": block["eig_high"]}
+    targets = _matrix_targets(base, "depth", n, [regime], block["eigvec"], block["seeds"])
+    rows, inits = [], []
+    for init in block["inits"]:
+        for seed in range(block["seeds"]):
+            g = st.generator(base, "depth", "init", L, init, seed)
+            inits.append(st.init_chain(init, L, n, g))
+            rows.append(
+                dict(
+                    run_id=f"L{L}_{init}_seed{seed}",
+                    seed=seed,
+                    depth=L,
+                    n=n,
+                    init=init,
+                    network="single",
+                    regime="positive",
+                    delta=float(block["delta"]),
+                    delta_rel=np.nan,
+                    eig_low=float(block["eig_low"]),
+                    eig_high=float(block["eig_high"]),
+                )
+            )
+    runs = pd.DataFrame(rows)
+    t = _matrix_columns(runs, targets)
+    dtype = DTYPES[block["dtype"]]
+    R = torch.stack([x.R for x in t]).to(dtype)
+    chains = [[torch.stack([w[j] for w in inits]).to(dtype) for j in range(L)]]
+    sigma = _sigma(base, "depth", block, n, dtype, list(runs["seed"]))
+    delta = runs["delta"].to_numpy()
+    res = st.gradient_descent(
+        R, chains, [1], torch.tensor(delta), block["iterations"], sigma=sigma, **_engine_kwargs(engine)
+    )
+    sharp = st.sharpness(
+        R, res.chains, [1], sigma, iters=engine["sharpness_iters"], seed=base, mask=res.status != "diverged"
+    )
+    runs["delta_t1"] = st.delta_t1(L, runs["rho"].to_numpy())
+    for key, val in _outcomes(res, sharp, delta, block["iterations"]).items():
+        runs[key] = val
+    runs.insert(0, "study", "depth")
+    return runs, _curves("depth", runs["run_id"], res)
+
+
+def run_single_vs_double(depth: int, engine: dict, block: dict):
+    """Single vs double network on random diagonalizable R, absolute and relative steps, at depth L."""
+    L, n, base = depth, block["n"], engine["base_seed"]
+    targets = _matrix_targets(base, "single_vs_double", n, block["regimes"], "gaussian", block["seeds"])
+    rows = []
+    for reg in block["regimes"]:
+        for seed in range(block["seeds"]):
+            t = targets[(reg["name"], seed)]
+            steps = [(float(d), np.nan, f"a{k}") for k, d in enumerate(block["deltas"])]
+            steps += [
+                (float(st.delta_relative(c, L, t.sigma_max)), float(c), f"c{k}")
+                for k, c in enumerate(block["delta_rel"])
+            ]
+            for delta, c, tag in steps:
+                rows.append(
+                    dict(
+                        seed=seed,
+                        depth=L,
+                        n=n,
+                        init="identity",
+                        regime=reg["name"],
+                        delta=delta,
+                        delta_rel=c,
+                        eig_low=float(reg["low"]),
+                        eig_high=float(reg["high"]),
+                        pair_id=f"L{L}_{reg['name']}_{tag}_seed{seed}",
+                    )
+                )
+    pairs = pd.DataFrame(rows)
+    t = _matrix_columns(pairs, targets)
+    dtype = DTYPES[block["dtype"]]
+    R = torch.stack([x.R for x in t]).to(dtype)
+    B = len(pairs)
+    sigma = _sigma(base, "single_vs_double", block, n, dtype, list(pairs["seed"]))
+    delta = pairs["delta"].to_numpy()
+    eye = torch.eye(n, dtype=dtype).expand(B, n, n)
+    out_runs, out_curves = [], []
+    for network, signs in (("single", [1]), ("double", [1, -1])):
+        chains = [[eye.clone() for _ in range(L)] for _ in signs]
+        res = st.gradient_descent(
+            R, chains, signs, torch.tensor(delta), block["iterations"], sigma=sigma, **_engine_kwargs(engine)
+        )
+        sharp = st.sharpness(
+            R,
+            res.chains,
+            signs,
+            sigma,
+            iters=engine["sharpness_iters"],
+            seed=base,
+            mask=res.status != "diverged",
+        )
+        runs = pairs.copy()
+        runs.insert(0, "run_id", [f"{p}_{network}" for p in pairs["pair_id"]])
+        runs["network"] = network
+        for key, val in _outcomes(res, sharp, delta, block["iterations"]).items():
+            runs[key] = val
+        out_runs.append(runs)
+        out_curves.append(_curves("single_vs_double", runs["run_id"], res))
+    runs = pd.concat(out_runs, ignore_index=True)
+    runs["delta_t1"] = st.delta_t1(L, runs["rho"].to_numpy())
+    runs.insert(0, "study", "single_vs_double")
+    return runs, pd.concat(out_curves, ignore_index=True)
+
+
+RUNNERS = {"scalar": run_scalar, "depth": run_depth, "single_vs_double": run_single_vs_double}
+
+
+def check_block(study: str, block: dict) -> None:
+    """Cross-key checks the schema cannot express; a violation is a `UserError` naming the keys."""
+    if study == "scalar" and block["delta_min"] > block["delta_max"]:
+        raise UserError(
+            f"stability.scalar.delta_min = {block['delta_min']} is larger than stability.scalar.delta_max = "
+            f"{block['delta_max']}; make delta_min <= delta_max."
+        )
+    if study == "depth" and block["eig_low"] > block["eig_high"]:
+        raise UserError("stability.depth.eig_low is larger than stability.depth.eig_high; swap them.")
+    for reg in block.get("regimes", []):
+        if reg["low"] > reg["high"]:
+            raise UserError(
+                f"stability.single_vs_double.regimes: regime {reg['name']!r} has low > high; swap them."
+            )
+
+
+def run_shard(study: str, depth: int, engine: dict, block: dict):
+    """(runs, curves) DataFrames of one shard; see the module docstring."""
+    check_block(study, block)
+    torch.set_flush_denormal(True)
+    return RUNNERS[study](int(depth), engine, block)
+
+
+def concat_shards(paths) -> pd.DataFrame:
+    """One table from the shards' Parquet files, in the order given (depth order of the config)."""
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)

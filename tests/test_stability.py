@@ -1,0 +1,248 @@
+"""Stability engine (SPEC sections 1-2): gradients, theory, statuses, batching, determinism."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline import stability as st
+from pipeline.stability_studies import run_shard
+from tests.conftest import dry_run
+
+ENGINE = dict(
+    tol=1e-8,
+    blowup=1e8,
+    log_points=20,
+    oscillation=dict(window=100, fraction=0.25, rise=1e-4),
+    sharpness_iters=20,
+    base_seed=0,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small batched matmuls run fastest on one thread (and the cores are shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+KW = dict(tol=1e-8, blowup=1e8, log_points=20, osc_window=100, osc_fraction=0.25, osc_rise=1e-4)
+
+
+def _random_case(B=4, n=3, L=3, chains=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    R = torch.randn(B, n, n, dtype=torch.float64, generator=g)
+    X = torch.randn(B, n, 7, dtype=torch.float64, generator=g)
+    sigma = X @ X.mT / 7
+    ws = [[torch.randn(B, n, n, dtype=torch.float64, generator=g) for _ in range(L)] for _ in range(chains)]
+    return R, sigma, ws
+
+
+@pytest.mark.parametrize("n, L, signs", [(3, 3, [1, -1]), (4, 1, [1]), (1, 5, [1]), (1, 2, [1, -1])])
+@pytest.mark.parametrize("whitened", [True, False])
+def test_hand_written_gradients_equal_autograd(n, L, signs, whitened):
+    R, sigma, ws = _random_case(n=n, L=L, chains=len(signs))
+    sigma = None if whitened else sigma
+    params = [w.clone().requires_grad_(True) for c in ws for w in c]
+    nested = [params[i * L : (i + 1) * L] for i in range(len(signs))]
+    auto = torch.autograd.grad(st.loss(R, nested, signs, sigma).sum(), params)
+    hand = [g for c in st.gradients(R, ws, signs, sigma) for g in c]
+    for a, h in zip(auto, hand, strict=True):
+        torch.testing.assert_close(h, a, rtol=1e-12, atol=1e-12)
+    # one engine step is W - delta * grad, with a different delta per run
+    delta = torch.tensor([0.01, 0.02, 0.005, 0.0], dtype=torch.float64)
+    res = st.gradient_descent(R, ws, signs, delta, 1, sigma=sigma, **KW)
+    for w0, a, w1 in zip([w for c in ws for w in c], auto, [w for c in res.chains for w in c], strict=True):
+        torch.testing.assert_close(w1, w0 - delta.reshape(-1, 1, 1) * a, rtol=1e-12, atol=1e-12)
+
+
+def test_sharpness_equals_largest_eigenvalue_of_the_full_hessian():
+    R, sigma, ws = _random_case(B=3, n=2, L=3, chains=2, seed=1)
+    lam = st.sharpness(R, ws, [1, -1], sigma, iters=30)
+    for b in range(3):
+        theta = torch.cat([w[b].reshape(-1) for c in ws for w in c])
+
+        def f(t, b=b):
+            parts = t.split(4)
+            nested = [[p.reshape(1, 2, 2) for p in parts[:3]], [p.reshape(1, 2, 2) for p in parts[3:]]]
+            return st.loss(R[b : b + 1], nested, [1, -1], sigma[b : b + 1]).sum()
+
+        H = torch.autograd.functional.hessian(f, theta)
+        assert lam[b] == pytest.approx(float(torch.linalg.eigvalsh(H)[-1]), rel=1e-8)
+
+
+def test_theory_functions():
+    assert st.delta_star(1, 3.0, 2.0) == pytest.approx(1.0)  # 2 / (s L |r|^0)
+    assert st.delta_star(4, 2.0, 1.0) == pytest.approx(2 / (4 * 2.0**1.5))
+    w = np.full(5, 0.7 ** (1 / 5))
+    assert st.minimum_sharpness(w, 0.7) == pytest.approx(st.balanced_sharpness(5, 0.7))
+    unbalanced = w * np.exp([0.3, -0.3, 0.1, -0.1, 0.0])
+    assert st.minimum_sharpness(unbalanced, 0.7) > st.balanced_sharpness(5, 0.7)  # AM-GM
+    assert st.delta_t1(8, 0.5) == pytest.approx(1 / 8)
+    assert st.delta_t1(8, 2.0) == pytest.approx(1 / (8 * 2 ** (14 / 8)))
+    assert st.delta_relative(0.5, 8, 2.0) == pytest.approx(0.5 * st.delta_t1(8, 2.0))
+
+
+@pytest.mark.parametrize("L", [1, 2, 4, 8])
+@pytest.mark.parametrize("r", [0.5, 2.0])
+def test_balanced_start_converges_below_and_not_above_delta_star(L, r):
+    factors = np.array([0.5, 0.8, 0.9, 1.1, 1.3, 2.0])
+    B = len(factors) * 3
+    g = torch.Generator().manual_seed(L)
+    w0 = torch.stack([st.init_scalar("balanced", L, r, g, 0.05, 0.0) for _ in range(B)])
+    chains = [[w0[:, j].reshape(B, 1, 1).clone() for j in range(L)]]
+    R = torch.full((B, 1, 1), r, dtype=torch.float64)
+    delta = torch.tensor(np.repeat(factors, 3) * st.delta_star(L, r), dtype=torch.float64)
+    res = st.gradient_descent(R, chains, [1], delta, 3000, **KW)
+    status = res.status.reshape(len(factors), 3)
+    assert (status[factors <= 0.9] == "converged").all()
+    assert (status[factors >= 1.1] != "converged").all()
+    # at convergence the sharpness is at most 2/delta (and the flattest minimum's value)
+    lam = st.sharpness(R, res.chains, [1])
+    conv = res.status == "converged"
+    assert (lam[conv] <= 2 / delta.numpy()[conv] * (1 + 1e-9)).all()
+    assert lam[conv] == pytest.approx(st.balanced_sharpness(L, r) * np.ones(conv.sum()), rel=0.05)
+
+
+def test_identity_init_converges_on_spd_target_at_0p9_delta_t1():
+    g = torch.Generator().manual_seed(3)
+    t = [st.random_target(10, 0.2, 2.0, "orthogonal", g) for _ in range(3)]
+    R = torch.stack([x.R for x in t])
+    L = 8
+    delta = torch.tensor([0.9 * st.delta_t1(L, x.rho) for x in t], dtype=torch.float64)
+    chains = [[torch.eye(10, dtype=torch.float64).expand(3, 10, 10).clone() for _ in range(L)]]
+    res = st.gradient_descent(R, chains, [1], delta, 1500, **{**KW, "tol": 1e-16})
+    assert (res.status == "converged").all(), res.final_loss
+
+
+def test_negative_eigenvalue_stalls_the_single_network_but_not_the_double():
+    R = torch.diag(torch.tensor([1.5, 0.5, -0.5], dtype=torch.float64)).unsqueeze(0)
+    L, delta = 4, torch.tensor([0.05], dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64).unsqueeze(0)
+    single = st.gradient_descent(R, [[eye.clone() for _ in range(L)]], [1], delta, 4000, **KW)
+    double = st.gradient_descent(
+        R, [[eye.clone() for _ in range(L)] for _ in range(2)], [1, -1], delta, 4000, **KW
+    )
+    assert single.status[0] == "not_converged" and single.final_loss[0] > 0.1  # ~ (0.5)^2 / 2 left
+    assert double.status[0] == "converged"
+
+
+def test_batched_runs_equal_the_same_runs_one_by_one():
+    R, sigma, ws = _random_case(B=5, n=3, L=4, chains=2, seed=2)
+    ws = [[0.3 * w + torch.eye(3, dtype=torch.float64) for w in c] for c in ws]
+    delta = torch.tensor([1e-3, 5e-3, 1e-2, 2e-2, 1e3], dtype=torch.float64)
+    batch = st.gradient_descent(R, ws, [1, -1], delta, 200, sigma=sigma, **KW)
+    for b in range(5):
+        one = st.gradient_descent(
+            R[b : b + 1],
+            [[w[b : b + 1] for w in c] for c in ws],
+            [1, -1],
+            delta[b : b + 1],
+            200,
+            sigma=sigma[b : b + 1],
+            **KW,
+        )
+        assert one.status[0] == batch.status[b]
+        np.testing.assert_allclose(one.final_loss[0], batch.final_loss[b], rtol=1e-12)
+        np.testing.assert_allclose(one.log_loss[:, 0], batch.log_loss[:, b], rtol=1e-12)
+    assert batch.status[4] == "diverged"
+
+
+SMALL = dict(
+    targets=[0.5, 2.0],
+    data_scales=[1.0],
+    data="random",
+    n_points=20,
+    inits=["balanced", "identity", "random"],
+    perturbation=0.05,
+    random_spread=0.5,
+    delta_min=0.01,
+    delta_max=5.0,
+    delta_num=6,
+    delta_factors=[0.9, 1.1],
+    seeds=2,
+    iterations=300,
+    dtype="float64",
+)
+
+
+def test_same_shard_twice_gives_identical_tables_with_contract_columns():
+    a_runs, a_curves = run_shard("scalar", 3, ENGINE, SMALL)
+    b_runs, b_curves = run_shard("scalar", 3, ENGINE, SMALL)
+    pd.testing.assert_frame_equal(a_runs, b_runs)
+    pd.testing.assert_frame_equal(a_curves, b_curves)
+    for col in ["study", "run_id", "seed", "depth", "n", "init", "network", "delta", "iterations", "status"]:
+        assert col in a_runs
+    for col in ["final_loss", "sharpness", "target", "data_scale", "delta_star"]:
+        assert col in a_runs
+    assert a_runs["run_id"].is_unique and set(a_runs["status"]) <= set(st.STATUSES)
+    assert list(a_curves.columns[:4]) == ["study", "run_id", "step", "loss"]
+
+
+def test_huge_steps_give_diverged_rows_not_a_crash():
+    block = {**SMALL, "delta_min": 1e3, "delta_max": 1e6, "delta_factors": [1e4]}
+    runs, _ = run_shard("scalar", 4, ENGINE, block)
+    assert len(runs) == 2 * 3 * 7 * 2
+    assert (runs["status"] == "diverged").all() and runs["sharpness"].isna().all()
+    matrix = dict(
+        n=4,
+        regimes=[dict(name="mixed", low=-1.0, high=1.0)],
+        deltas=[1e4],
+        delta_rel=[1e5],
+        seeds=2,
+        iterations=50,
+        data="whitened",
+        n_points=10,
+        dtype="float32",
+    )
+    runs, _ = run_shard("single_vs_double", 3, ENGINE, matrix)
+    assert len(runs) == 2 * 2 * 2 and (runs["status"] == "diverged").all()
+    for col in [
+        "rho",
+        "sigma_max",
+        "cond_eigvec",
+        "eig_low",
+        "eig_high",
+        "delta_rel",
+        "eig_min",
+        "steps_to_tol",
+    ]:
+        assert col in runs
+
+
+def test_negative_step_size_fails_the_dry_run_naming_the_key(workflow_copy, tmp_path):
+    proc = dry_run(workflow_copy, {"stability": {"depth": {"delta": -0.1}}}, tmp_path)
+    assert proc.returncode != 0
+    assert "stability.depth.delta" in proc.stdout + proc.stderr
+
+
+@pytest.mark.workflow
+def test_smoke_run_writes_the_stability_tables_and_figures(smoke_run):
+    work, _ = smoke_run
+    out = work / "results" / "stability"
+    for study in ("scalar", "depth", "single_vs_double"):
+        runs = pd.read_parquet(out / study / "runs.parquet")
+        curves = pd.read_parquet(out / study / "curves.parquet")
+        assert runs["run_id"].is_unique and set(runs["status"]) <= set(st.STATUSES)
+        assert set(curves["run_id"]) <= set(runs["run_id"])
+        assert {
+            "study",
+            "run_id",
+            "seed",
+            "depth",
+            "n",
+            "init",
+            "network",
+            "delta",
+            "final_loss",
+            "sharpness",
+        } <= set(runs.columns)
+    scalar = pd.read_parquet(out / "scalar" / "runs.parquet")
+    conv = scalar[scalar["status"] == "converged"]
+    assert len(conv) > 0 and (conv["sharpness"] <= conv["two_over_delta"] * (1 + 1e-6)).all()
+    svd = pd.read_parquet(out / "single_vs_double" / "runs.parquet")
+    assert set(svd["network"]) == {"single", "double"} and svd["eig_min"].notna().all()
+    for name in ("phase_diagram", "sharpness", "depth", "single_vs_double"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000

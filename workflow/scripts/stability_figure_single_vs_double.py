@@ -1,0 +1,20 @@
+"""Rule stability_figure_single_vs_double: draw the figure from the aggregated tables."""
+
+import pandas as pd
+
+from pipeline.errors import run_script
+from pipeline.stability_figures import figure_single_vs_double
+
+
+def main(smk):
+    tables = [
+        pd.read_parquet(p)
+        for p in (
+            smk.input.runs,
+            smk.input.curves,
+        )
+    ]
+    figure_single_vs_double(*tables, smk.output.png, smk.params.figures)
+
+
+run_script(main, snakemake)  # noqa: F821 - injected by snakemake
