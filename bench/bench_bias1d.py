@@ -1,0 +1,97 @@
+"""Benchmark: the batched pair trainer vs one torch.nn.Module + torch.optim.SGD(nesterov=True) per run.
+
+Same runs (the default config's targets x intervals x seeds at one depth), same data, same
+initial parameters, same number of full-batch steps; both in float64 on one thread. Prints the
+wall and CPU times, their ratio and the largest parameter difference at the end (the two
+compute the same iterates), and writes them as JSON.
+
+    .venv/bin/python bench/bench_bias1d.py [--iterations 100] [--depth 20] [--out results/bench/bias1d.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline import bias1d as nets  # noqa: E402
+from pipeline import bias1d_study as study  # noqa: E402
+from pipeline.bias1d_reference import train_one_by_one  # noqa: E402
+from pipeline.config import validate  # noqa: E402
+
+
+def timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iterations", type=int, default=100)
+    ap.add_argument("--depth", type=int, default=None, help="default: the config's first depth")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(REPO / "results" / "bench" / "bias1d.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    cfg = validate(
+        yaml.safe_load((REPO / "config.yaml").read_text()), REPO / "workflow/schemas/config.schema.yaml"
+    )
+    cfg = cfg["bias1d"]
+    depth = args.depth or cfg["depths"][0]
+    opt = cfg["optimizer"]
+    runs = study.plan(cfg, depth)
+    data = {(t, s): study.training_points(cfg, t, s) for t in cfg["targets"] for s in study.seeds(cfg)}
+    keys = list(zip(runs["target"], runs["seed"], strict=True))
+    x = torch.from_numpy(np.stack([data[k][0] for k in keys]))
+    y = torch.from_numpy(np.stack([data[k][1] for k in keys]))
+    p0 = study.initial_params(cfg, runs)
+
+    def batched():
+        return nets.train_nesterov(p0.clone(), x, y, opt["lr"], opt["momentum"], args.iterations)[0]
+
+    def one_by_one():
+        return train_one_by_one(p0.clone(), x, y, opt["lr"], opt["momentum"], args.iterations)
+
+    batched()  # warm-up
+    fast, fast_wall, fast_cpu = timed(batched)
+    slow, slow_wall, slow_cpu = timed(one_by_one)
+    result = {
+        "runs": len(runs),
+        "depth": depth,
+        "points": int(x.shape[1]),
+        "iterations": args.iterations,
+        "threads": args.threads,
+        "batched_wall_s": fast_wall,
+        "batched_cpu_s": fast_cpu,
+        "per_run_module_wall_s": slow_wall,
+        "per_run_module_cpu_s": slow_cpu,
+        "ratio_wall": slow_wall / fast_wall,
+        "ratio_cpu": slow_cpu / fast_cpu,
+        "max_abs_param_diff": float((fast.flat - slow.flat).abs().max()),
+    }
+    print(
+        f"{len(runs)} runs, depth {depth}, {x.shape[1]} points, {args.iterations} Nesterov steps:\n"
+        f"  batched trainer          {fast_wall:8.3f} s wall {fast_cpu:8.3f} s CPU\n"
+        f"  nn.Module + SGD per run  {slow_wall:8.3f} s wall {slow_cpu:8.3f} s CPU\n"
+        f"  ratio (wall)  {result['ratio_wall']:.1f}x   ratio (CPU)  {result['ratio_cpu']:.1f}x\n"
+        f"  largest parameter difference at the end: {result['max_abs_param_diff']:.2e}"
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

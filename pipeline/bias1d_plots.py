@@ -1,0 +1,118 @@
+"""Figures of the 1-D bias study, drawn from the aggregated tables only."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from pipeline.errors import UserError
+from pipeline.plotting import apply_theme, panel_size, save
+
+
+def _depth(runs: pd.DataFrame, fig_cfg: dict) -> int:
+    depths = sorted(runs["depth"].unique())
+    depth = fig_cfg["depth"] if fig_cfg["depth"] is not None else depths[0]
+    if depth not in depths:
+        raise UserError(f"figures.bias1d.depth = {depth} was not run; bias1d.depths has {depths}.")
+    return int(depth)
+
+
+def fit_figure(runs, estimates, points, truth, theme: dict, fig_cfg: dict, png) -> None:
+    """Data points, the target and the estimate of every init interval, one panel per target."""
+    apply_theme(theme)
+    depth = _depth(runs, fig_cfg)
+    seed = fig_cfg["seed"]
+    if seed not in set(runs["seed"]):
+        raise UserError(
+            f"figures.bias1d.seed = {seed} is not a seed of the bias1d runs ({sorted(set(runs['seed']))})."
+        )
+    targets = list(dict.fromkeys(runs["target"]))
+    intervals = list(dict.fromkeys(runs["interval"]))
+    colors = dict(zip(intervals, sns.color_palette(n_colors=len(intervals) + 1)[1:], strict=True))
+    fig, axes = plt.subplots(1, len(targets), figsize=panel_size(theme, len(targets)), squeeze=False)
+    for ax, target in zip(axes[0], targets, strict=True):
+        t = truth[truth["target"] == target]
+        ax.plot(t["x"], t["y"], color="0.3", lw=1.0, ls="--", label="target")
+        pts = points[(points["target"] == target) & (points["seed"] == seed)]
+        ax.scatter(pts["x"], pts["y"], s=12, color="black", zorder=3, label="data")
+        sel = runs[(runs["target"] == target) & (runs["seed"] == seed) & (runs["depth"] == depth)]
+        for row in sel.itertuples():
+            est = estimates[estimates["run_id"] == row.run_id]
+            label = f"{row.interval} [{row.init_low:g}, {row.init_high:g}]: L={row.lipschitz:.2f}"
+            ax.plot(est["x"], est["yhat"], color=colors[row.interval], lw=1.6, label=label)
+        ax.set_title(f"{target} (target L={sel['target_lipschitz'].iloc[0]:.2f}), depth {depth}, seed {seed}")
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+        ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    save(fig, png, theme)
+
+
+def drift_figure(runs: pd.DataFrame, theme: dict, fig_cfg: dict, png) -> None:
+    """Per-run median relative drift of biases and of weights, per init interval and target."""
+    apply_theme(theme)
+    long = pd.concat(
+        [
+            runs.assign(parameter="bias", drift=runs["bias_drift_rel_median"]),
+            runs.assign(parameter="weight", drift=runs["weight_drift_rel_median"]),
+        ]
+    )
+    long = long[long["status"] == "ok"]
+    targets = list(dict.fromkeys(runs["target"]))
+    fig, axes = plt.subplots(
+        1, len(targets), figsize=panel_size(theme, len(targets)), squeeze=False, sharey=True
+    )
+    for ax, target in zip(axes[0], targets, strict=True):
+        d = long[long["target"] == target]
+        sns.boxplot(data=d, x="interval", y="drift", hue="parameter", ax=ax, fliersize=0, whis=(0, 100))
+        sns.stripplot(
+            data=d,
+            x="interval",
+            y="drift",
+            hue="parameter",
+            dodge=True,
+            ax=ax,
+            size=2.5,
+            color="black",
+            legend=False,
+        )
+        if fig_cfg["log_drift"] and (d["drift"] > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(target)
+        ax.set_xlabel("bias init interval")
+        ax.set_ylabel("median |final - init| / init interval width")
+    fig.tight_layout()
+    save(fig, png, theme)
+
+
+def lipschitz_figure(runs: pd.DataFrame, theme: dict, fig_cfg: dict, png) -> None:
+    """Estimate's Lipschitz constant over the target's, and final training MSE, per interval."""
+    apply_theme(theme)
+    ok = runs[runs["status"] == "ok"].copy()
+    ok["depth"] = ok["depth"].astype(str)
+    fig, axes = plt.subplots(1, 2, figsize=panel_size(theme, 2))
+    hue = "target"
+    sns.stripplot(data=ok, x="interval", y="lipschitz_ratio", hue=hue, dodge=True, ax=axes[0], size=3)
+    axes[0].axhline(1.0, color="0.3", lw=1, ls="--")
+    axes[0].set_ylabel("Lipschitz(estimate) / Lipschitz(target)")
+    axes[0].set_xlabel("bias init interval")
+    floor = max(
+        float(ok["final_mse"][ok["final_mse"] > 0].min()) if (ok["final_mse"] > 0).any() else 1e-16, 1e-16
+    )
+    sns.stripplot(
+        data=ok.assign(final_mse=np.maximum(ok["final_mse"], floor)),
+        x="interval",
+        y="final_mse",
+        hue=hue,
+        dodge=True,
+        ax=axes[1],
+        size=3,
+        legend=False,
+    )
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("final training MSE")
+    axes[1].set_xlabel("bias init interval")
+    fig.tight_layout()
+    save(fig, png, theme)

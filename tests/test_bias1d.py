@@ -1,0 +1,239 @@
+"""1-D bias study: the convex residual pair, its batched Nesterov trainer, exact Lipschitz, tables."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from pipeline import bias1d as nets
+from pipeline import bias1d_study as study
+from pipeline.bias1d_reference import train_one_by_one
+from pipeline.config import validate
+from pipeline.errors import UserError
+from tests.conftest import REPO, dry_run
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    """The default bias1d block, shrunk to seconds."""
+    c = validate(yaml.safe_load((REPO / "config.yaml").read_text()), SCHEMA)["bias1d"]
+    c = copy.deepcopy(c)
+    c["seeds"] = 2
+    c["data"]["points"] = 15
+    c["optimizer"]["iterations"] = 300
+    c["grid_points"] = 51
+    return c
+
+
+def random_params(runs, depth, seed=0, b_range=1.0):
+    g = torch.Generator().manual_seed(seed)
+    p = nets.PairParams.empty(depth, runs)
+    p.w.copy_(torch.rand(depth, runs, 2, generator=g, dtype=torch.float64) * 0.6)
+    p.b.copy_((torch.rand(depth, runs, 2, generator=g, dtype=torch.float64) * 2 - 1) * b_range)
+    p.a.copy_(torch.rand(runs, 2, generator=g, dtype=torch.float64) * 2)
+    p.c.copy_(torch.randn(runs, generator=g, dtype=torch.float64))
+    return p
+
+
+def random_data(runs, n, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(runs, n, generator=g, dtype=torch.float64) * 2 - 1).sort(-1).values
+    return x, torch.randn(runs, n, generator=g, dtype=torch.float64)
+
+
+def test_hand_written_gradients_equal_autograd_float64():
+    p = random_params(runs=7, depth=9)
+    x, y = random_data(7, 25)
+    grad = p.like()
+    mse = nets.gradients(p, x, y, grad)
+    ref = nets.autograd_gradients(p, x, y)
+    for k in ("w", "b", "a", "c"):
+        torch.testing.assert_close(getattr(grad, k), getattr(ref, k), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(mse, nets.mse(p, x, y), rtol=1e-12, atol=0)
+    assert grad.b.abs().max() > 1e-3 and grad.w.abs().max() > 1e-3  # not trivially zero
+
+
+def _convex_nondecreasing(w, b, grid):
+    z = nets.network_values(w, b, grid)  # [..., P]
+    first = np.diff(z, axis=-1)
+    second = np.diff(z, 2, axis=-1)
+    assert (first > 0).all()  # slope >= 1 everywhere
+    assert (second >= -1e-12).all()
+    assert (second > 1e-6).any()  # it does bend
+
+
+def test_g_and_h_convex_and_nondecreasing_before_and_after_training():
+    grid = np.linspace(-3, 3, 2001)
+    p = random_params(runs=6, depth=8, b_range=2.0)
+    _convex_nondecreasing(np.moveaxis(p.w.numpy(), 0, -1), np.moveaxis(p.b.numpy(), 0, -1), grid)
+    x, y = random_data(6, 20)
+    # a step size that drives many weights against the constraint
+    trained, _ = nets.train_nesterov(p.clone(), x, 3 * y, lr=0.05, momentum=0.9, iterations=300)
+    assert (trained.w >= 0).all() and (trained.a >= 0).all()
+    assert (trained.w == 0).any()  # the projection was active
+    _convex_nondecreasing(np.moveaxis(trained.w.numpy(), 0, -1), np.moveaxis(trained.b.numpy(), 0, -1), grid)
+
+
+def test_kink_locations_solve_the_layer_equation():
+    p = random_params(runs=5, depth=10, b_range=2.0).numpy()
+    w, b = np.moveaxis(p["w"], 0, -1), np.moveaxis(p["b"], 0, -1)  # [R, 2, L]
+    kinks = nets.kink_locations(w, b)
+    for i in range(w.shape[-1]):
+        z_prev = nets.network_values(w[..., :i], b[..., :i], kinks[..., i, None])[..., 0]
+        np.testing.assert_allclose(z_prev, b[..., i], atol=1e-12)
+
+
+def test_exact_lipschitz_equals_brute_force_on_a_fine_grid():
+    p = random_params(runs=8, depth=6, seed=3, b_range=1.5).numpy()
+    exact = nets.exact_lipschitz(p, -1.0, 1.0)
+    brute = nets.brute_lipschitz(p, -1.0, 1.0, 400_001)
+    assert (brute <= exact * (1 + 1e-9)).all()
+    np.testing.assert_allclose(brute, exact, rtol=1e-6)
+    # a coarse grid underestimates it for some run: exactness matters
+    assert (nets.brute_lipschitz(p, -1.0, 1.0, 21) < exact * (1 - 1e-3)).any()
+
+
+def test_piecewise_target_represented_exactly_with_biases_at_breakpoints(cfg):
+    kx, ky = cfg["piecewise"]["knots_x"], cfg["piecewise"]["knots_y"]
+    for depth in (2, 20):
+        params = nets.represent_piecewise(kx, ky, depth)
+        grid = np.linspace(-3, 3, 6001)
+        np.testing.assert_allclose(
+            nets.pair_values(params, grid)[0], nets.piecewise_values(kx, ky, grid), atol=1e-12
+        )
+        active = (np.moveaxis(params["w"], 0, -1) > 0).reshape(-1)
+        kinks = nets.pair_breakpoints(params)[0][active]
+        np.testing.assert_allclose(np.sort(kinks), kx[1:-1], atol=1e-12)
+        assert nets.exact_lipschitz(params, -1, 1)[0] == pytest.approx(
+            study.target_lipschitz(cfg, "piecewise")
+        )
+    with pytest.raises(ValueError, match="too small"):
+        nets.represent_piecewise(kx, ky, 1)
+
+
+def test_target_lipschitz_matches_dense_derivative(cfg):
+    grid = np.linspace(cfg["data"]["low"], cfg["data"]["high"], 200_001)
+    for name in ("piecewise", "sine"):
+        v = study.target_values(cfg, name, grid)
+        dense = np.abs(np.diff(v)).max() / (grid[1] - grid[0])
+        assert study.target_lipschitz(cfg, name) == pytest.approx(dense, rel=1e-4)
+
+
+def test_batched_training_equals_one_by_one_torch_sgd_nesterov():
+    p = random_params(runs=5, depth=6, seed=4)
+    x, y = random_data(5, 12, seed=5)
+    batched, _ = nets.train_nesterov(p.clone(), x, y, lr=0.01, momentum=0.9, iterations=200)
+    single = train_one_by_one(p.clone(), x, y, lr=0.01, momentum=0.9, iterations=200)
+    torch.testing.assert_close(batched.flat, single.flat, rtol=0, atol=1e-12)
+    # and a sub-batch trained alone ends where it ends inside the big batch
+    sub, _ = nets.train_nesterov(
+        p.select([1, 3]), x[[1, 3]], y[[1, 3]], lr=0.01, momentum=0.9, iterations=200
+    )
+    torch.testing.assert_close(sub.flat, batched.select([1, 3]).flat, rtol=0, atol=1e-12)
+
+
+def test_shard_runs_equal_runs_trained_alone(cfg):
+    whole = study.run_shard(cfg, depth=5)["runs"].set_index("run_id")
+    alone = study.run_shard(cfg, depth=5, targets=["sine"])["runs"].set_index("run_id")
+    cols = ["final_mse", "lipschitz", "bias_drift_rel_max", "weight_drift_median"]
+    pd.testing.assert_frame_equal(whole.loc[alone.index, cols], alone[cols], rtol=1e-10)
+
+
+def test_same_config_same_tables_and_contract_columns(cfg):
+    a = study.run_shard(cfg, depth=4)
+    b = study.run_shard(cfg, depth=4)
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True)
+    runs = a["runs"]
+    contract = [
+        "run_id", "seed", "target", "depth", "init_low", "init_high", "final_mse", "lipschitz",
+        "target_lipschitz", "bias_drift_rel_median", "bias_drift_rel_max", "weight_drift_median",
+        "fitted_fraction",
+    ]  # fmt: skip
+    assert set(contract + ["interval", "weight_drift_rel_median", "status"]) <= set(runs.columns)
+    assert runs["run_id"].is_unique
+    n_runs = len(cfg["targets"]) * len(cfg["intervals"]) * cfg["seeds"]
+    assert len(runs) == n_runs and set(runs["interval"]) == {"narrow", "wide"}
+    assert list(a["estimates"].columns[:3]) == ["run_id", "x", "yhat"]
+    assert len(a["estimates"]) == n_runs * cfg["grid_points"]
+    assert (runs["status"] == "ok").all() and (runs["final_mse"] < runs["final_mse"].max() + 1).all()
+    # the curves' last point is the table's final MSE
+    last = a["curves"][a["curves"]["step"] == cfg["optimizer"]["iterations"]].set_index("run_id")["mse"]
+    np.testing.assert_allclose(last.loc[runs["run_id"]].to_numpy(), runs["final_mse"].to_numpy(), rtol=1e-9)
+    # drift columns agree with the per-layer table
+    layers = a["layers"]
+    per_run = layers.groupby("run_id")["bias_drift_rel"].max()
+    np.testing.assert_allclose(per_run.loc[runs["run_id"]].to_numpy(), runs["bias_drift_rel_max"].to_numpy())
+
+
+def test_same_seed_shares_draws_across_intervals(cfg):
+    runs = study.plan(cfg, depth=6)
+    p = study.initial_params(cfg, runs)
+    narrow = runs.index[
+        (runs["interval"] == "narrow") & (runs["seed"] == 1) & (runs["target"] == "piecewise")
+    ][0]
+    wide = runs.index[(runs["interval"] == "wide") & (runs["seed"] == 1) & (runs["target"] == "sine")][0]
+    torch.testing.assert_close(p.w[:, narrow], p.w[:, wide])
+    u_n = (p.b[:, narrow] - runs.loc[narrow, "init_low"]) / (
+        runs.loc[narrow, "init_high"] - runs.loc[narrow, "init_low"]
+    )
+    u_w = (p.b[:, wide] - runs.loc[wide, "init_low"]) / (
+        runs.loc[wide, "init_high"] - runs.loc[wide, "init_low"]
+    )
+    torch.testing.assert_close(u_n, u_w)
+
+
+def test_divergence_is_an_outcome_not_an_exception(cfg):
+    c = copy.deepcopy(cfg)
+    c["optimizer"]["lr"] = 50.0
+    c["optimizer"]["iterations"] = 200
+    runs = study.run_shard(c, depth=4, targets=["piecewise"])["runs"]
+    assert (runs["status"] == "diverged").any()
+    bad = runs[runs["status"] == "diverged"]
+    assert bad["lipschitz"].isna().all() and (bad["fitted_fraction"] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda c: c["intervals"].append({"name": "bad", "low": 1.0, "high": 0.0}),
+            "entry 'bad' has low 1.0 >= high",
+        ),
+        (lambda c: c["piecewise"]["knots_x"].reverse(), "knots_x must be strictly increasing"),
+        (lambda c: c["intervals"].append(dict(c["intervals"][0])), "repeated names"),
+        (lambda c: c["weight_init"].update(low=0.5, high=0.1), "0 <= low < high"),
+    ],
+)
+def test_bad_relations_give_one_sentence(cfg, change, message):
+    c = copy.deepcopy(cfg)
+    change(c)
+    with pytest.raises(UserError, match=message):
+        study.check_config(c)
+
+
+@pytest.mark.workflow
+def test_bad_bias1d_value_fails_the_dry_run_with_the_key(workflow_copy, tmp_path):
+    proc = dry_run(workflow_copy, {"bias1d": {"optimizer": {"momentum": 1.5}}}, tmp_path)
+    assert proc.returncode != 0
+    assert "Config key bias1d.optimizer.momentum = 1.5 is invalid" in proc.stdout + proc.stderr
+
+
+@pytest.mark.workflow
+def test_smoke_run_writes_the_bias1d_tables_and_figures(smoke_run):
+    work, _ = smoke_run
+    out = work / "results" / "bias1d"
+    runs = pd.read_parquet(out / "runs.parquet")
+    smoke = yaml.safe_load((work / "config" / "smoke.yaml").read_text())["bias1d"]
+    assert len(runs) == 2 * 2 * smoke["seeds"] * len(smoke["depths"]) and runs["run_id"].is_unique
+    assert set(pd.read_parquet(out / "estimates.parquet")["run_id"]) == set(runs["run_id"])
+    assert ((runs["lipschitz"] > 0) & (runs["target_lipschitz"] > 0)).all()
+    assert (pd.read_csv(out / "summary.csv")["runs"] == smoke["seeds"]).all()
+    for fig in ("fit", "drift", "lipschitz"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 10_000
+        assert (work / "workflow" / "report" / f"bias1d_{fig}.rst").is_file()
