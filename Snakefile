@@ -10,6 +10,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 validate(config, workflow.source_path("workflow/schemas/config.schema.yaml"))
 
 

@@ -1,0 +1,145 @@
+"""The report page: pieces (captions, provenance, benchmarks, self-containment) and the workflow."""
+
+import base64
+import re
+import subprocess
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from pipeline.claims import CLAIMS, COLUMNS  # noqa: E402
+from pipeline.report import (  # noqa: E402
+    build_sections,
+    caption_files,
+    config_digest,
+    git_state,
+    provenance,
+    read_benchmarks,
+    render_html,
+    rst_to_paragraphs,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def small_png(path, color="C0"):
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.plot([0, 1], [0, 1], color=color)
+    fig.savefig(path, dpi=50)
+    plt.close(fig)
+    return path
+
+
+def claims_frame():
+    verdicts = ["supported", "not supported", "not run", "supported", "supported", "not run", "not run"]
+    return pd.DataFrame(
+        [(i, CLAIMS[i], v, f"numbers <{i}> & more") for i, v in zip(range(1, 8), verdicts, strict=True)],
+        columns=COLUMNS,
+    )
+
+
+def test_rst_captions_become_plain_paragraphs():
+    text = (
+        "Final loss vs depth\n===================\n\n"
+        "Median of the **final loss** over *seeds*,\nfor ``identity`` init and :math:`\\delta = 0.1`.\n\n"
+        ".. note:: ignored directive\n\nSee `the paper <https://arxiv.org/abs/1803.08203>`_ and `eta`.\n"
+    )
+    assert rst_to_paragraphs(text) == [
+        "Final loss vs depth",
+        "Median of the final loss over seeds, for identity init and \\delta = 0.1.",
+        "See the paper and eta.",
+    ]
+    assert rst_to_paragraphs("") == []
+
+
+def test_config_digest_is_canonical():
+    a = {"b": [1, 2], "a": {"y": 1.5, "x": None}}
+    b = {"a": {"x": None, "y": 1.5}, "b": [1, 2]}
+    assert config_digest(a) == config_digest(b)
+    assert re.fullmatch(r"[0-9a-f]{64}", config_digest(a))
+    assert config_digest(a) != config_digest({**a, "b": [2, 1]})
+
+
+def test_git_state(tmp_path):
+    assert git_state(tmp_path) == "unknown (the workflow folder is not a git repository)"
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    assert git_state(tmp_path) == "unknown (no commit yet)"
+    (tmp_path / "f.txt").write_text("1")
+    git("add", "f.txt")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x")
+    clean = git_state(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40} \(clean\)", clean)
+    (tmp_path / "f.txt").write_text("2")
+    assert git_state(tmp_path) == clean.replace("clean", "dirty: uncommitted changes")
+
+
+def test_read_benchmarks(tmp_path):
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    (tmp_path / "stability" / "scalar").mkdir(parents=True)
+    (tmp_path / "stability" / "scalar" / "shard_0.tsv").write_text(
+        header + "2.5\t0:00:02\t300.1\t1\t1\t1\t0\t0\t90\t2.2\n"
+    )
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "claims.tsv").write_text(header + "1.0\t0:00:01\t80\t1\t1\t1\t0\t0\t50\t0.5\n")
+    (tmp_path / "report" / "empty.tsv").write_text("")
+    (tmp_path / "top.tsv").write_text(header + "1\t-\t-\t-\t-\t-\t-\t-\t-\t-\n3\t-\t-\t-\t-\t-\t-\t-\t-\t-\n")
+    bench = read_benchmarks(tmp_path)
+    assert bench["job"].tolist() == ["report/claims", "stability/scalar/shard_0", "top"]
+    assert bench["study"].tolist() == ["report", "stability", ""]
+    assert bench["s"].tolist() == [1.0, 2.5, 2.0]
+    assert bench.loc[1, "max_rss"] == pytest.approx(300.1) and pd.isna(bench.loc[2, "cpu_time"])
+    assert read_benchmarks(tmp_path / "nothing").empty
+
+
+def test_page_is_self_contained_with_every_section(tmp_path):
+    figs = tmp_path / "figs"
+    figs.mkdir()
+    captions = tmp_path / "captions"
+    captions.mkdir()
+    pngs = {
+        "stability": [small_png(figs / "loss.png"), small_png(figs / "sharpness.png", "C1")],
+        "bias1d": [],
+    }
+    (captions / "stability_loss.rst").write_text("Loss <vs> depth.\n\nSecond paragraph.\n")
+    assert caption_files(pngs, captions) == [str(captions / "stability_loss.rst")]
+    enabled = {"stability": True, "bias1d": True, "mnist": False}
+    sections = build_sections(pngs, enabled, caption_files(pngs, captions))
+    assert [s.study for s in sections] == ["stability", "bias1d", "mnist"]
+    bench = pd.DataFrame(
+        [("stability/a", "stability", 2.0, 100.0, 1.0), ("report/claims", "report", 0.5, 50.0, 0.4)],
+        columns=["job", "study", "s", "max_rss", "cpu_time"],
+    )
+    prov = provenance(tmp_path, config_digest({"a": 1}))
+    assert prov["git commit"].startswith("unknown") and prov["config sha256"] == config_digest({"a": 1})
+    assert prov["version pandas"] == pd.__version__ and "CUDA" in prov
+    page = render_html(claims_frame(), sections, prov, bench)
+
+    # nothing is fetched: no src/href to another file or host, no @import/url() in the CSS
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:|#)""", page)
+    assert "url(" not in page and "@import" not in page and "<link" not in page
+    # every figure is embedded and decodes to the PNG that was written
+    uris = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert len(uris) == 2
+    assert base64.b64decode(uris[0]) == (figs / "loss.png").read_bytes()
+    assert all(base64.b64decode(u).startswith(PNG_MAGIC) for u in uris)
+    # claims first, escaped, with a badge per verdict; then the studies, then provenance
+    assert (
+        page.index('id="claims-table"') < page.index('id="study-stability"') < page.index('id="provenance"')
+    )
+    assert page.count('class="badge supported"') == 3 + 1  # rows + summary
+    assert page.count('class="badge not-supported"') == 1 + 1
+    assert (
+        "numbers &lt;1&gt; &amp; more" in page
+        and "<p>Loss &lt;vs&gt; depth.</p><p>Second paragraph.</p>" in page
+    )
+    assert "No figures registered for this study." in page  # bias1d: enabled, no figures
+    assert "Not run: the study <code>mnist</code> is disabled in config." in page
+    assert 'href="#study-mnist"' in page and "stability/a" in page and "2.0" in page

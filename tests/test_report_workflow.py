@@ -1,0 +1,284 @@
+"""The report end to end: claims and page from the smoke run, snakemake --report, incremental
+re-runs (dry-run job lists), studies switched off, and the page opened in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.claims import CLAIMS, COLUMNS, VERDICTS
+from tests.conftest import copy_repo, make_fake_mnist, snakemake
+
+pytestmark = pytest.mark.workflow
+
+STUDIES = ("stability", "bias1d", "mnist")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def figure_pngs(work):
+    """Every figure PNG the studies drew (results/<study>/**/figures/*.png)."""
+    return sorted(p for s in STUDIES for p in (work / "results" / s).rglob("figures/*.png"))
+
+
+def dry_run_jobs(work, args, extra: dict | None, tmp_path) -> list[tuple[str, list[str]]]:
+    """(rule, outputs) of every job `snakemake -n` would run with `extra` config on top of `args`."""
+    more = []
+    if extra is not None:
+        path = tmp_path / "extra.yaml"
+        path.write_text(yaml.safe_dump(extra))
+        more = [str(path)]
+    out = snakemake(work, "-n", *args, *more).stdout
+    jobs = []
+    for m in re.finditer(r"^(?:local)?rule (\S+):\n((?:    .*\n?)*)", out, flags=re.M):
+        outputs = re.search(r"^    output: (.*)$", m.group(2), flags=re.M)
+        jobs.append((m.group(1), outputs.group(1).split(", ") if outputs else []))
+    return [(rule, outs) for rule, outs in jobs if rule != "all"]
+
+
+def is_figure_job(outputs) -> bool:
+    return bool(outputs) and all(re.match(r"results/[^/]+/(.*/)?figures/", o) for o in outputs)
+
+
+def is_report_job(outputs) -> bool:
+    return bool(outputs) and all(o.startswith("results/report/") for o in outputs)
+
+
+def test_claims_and_page_from_the_smoke_run(smoke_run):
+    work, _ = smoke_run
+    claims = pd.read_csv(work / "results" / "report" / "claims.csv")
+    assert list(claims.columns) == COLUMNS
+    assert claims["claim_id"].tolist() == list(range(1, 8))
+    assert claims["claim"].tolist() == [CLAIMS[i] for i in range(1, 8)]
+    assert set(claims["verdict"]) <= set(VERDICTS)
+    # every study is on in the smoke config: each claim gets a verdict from its data
+    not_run = claims[claims["verdict"].eq("not run")]
+    assert not_run.empty, not_run.to_string()
+
+    page = (work / "results" / "report" / "index.html").read_text()
+    pngs = figure_pngs(work)
+    assert pngs, "the smoke run drew no figures"
+    assert page.count('<img src="data:image/png;base64,') == len(pngs)
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:|#)""", page)
+    for study in STUDIES:
+        assert f'id="study-{study}"' in page and "disabled in config" not in page
+    # provenance: the config digest and the wall time of the claims job
+    assert re.search(r"<dt>config sha256</dt><dd>[0-9a-f]{64}</dd>", page)
+    assert "<td>report/claims</td>" in page
+
+
+def test_snakemake_report(smoke_run, tmp_path):
+    work, args = smoke_run
+    out = tmp_path / "snakemake-report.html"
+    snakemake(work, *args, "--report", str(out), timeout=600)
+    text = out.read_text(errors="replace")
+    assert out.stat().st_size > 10_000 and "claims.csv" in text
+    for png in figure_pngs(work):
+        assert png.name in text
+
+
+def test_figure_setting_reruns_only_figures_and_report(smoke_run, tmp_path):
+    work, args = smoke_run
+    assert dry_run_jobs(work, args, None, tmp_path) == []
+    jobs = dry_run_jobs(work, args, {"figures": {"dpi": 77}}, tmp_path)
+    rules = {rule for rule, _ in jobs}
+    others = [(rule, outs) for rule, outs in jobs if not (is_figure_job(outs) or is_report_job(outs))]
+    assert not others, f"a figure setting re-runs more than figures and the report: {others}"
+    assert "report_html" in rules and "report_claims" not in rules
+    drawn = {o for _, outs in jobs for o in outs if o.endswith(".png")}
+    assert drawn == {str(p.relative_to(work)) for p in figure_pngs(work)}
+
+
+def test_claim_threshold_reruns_only_the_report(smoke_run, tmp_path):
+    work, args = smoke_run
+    jobs = dry_run_jobs(work, args, {"report": {"claims": {"max_gap_points": 7.5}}}, tmp_path)
+    assert sorted(rule for rule, _ in jobs) == ["report_claims", "report_html"]
+
+
+def test_studies_switched_off_give_not_run(tmp_path):
+    work = copy_repo(tmp_path / "wf")
+    md5 = make_fake_mnist(tmp_path / "mnist")
+    cfg = tmp_path / "off.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "mnist_dir": str(tmp_path / "mnist"),
+                "data": {"md5": md5, "mirrors": []},
+                **{study: {"enabled": False} for study in STUDIES},
+            }
+        )
+    )
+    snakemake(work, "--cores", "2", "--configfile", "config/smoke.yaml", str(cfg), timeout=600)
+    claims = pd.read_csv(work / "results" / "report" / "claims.csv")
+    assert (claims["verdict"] == "not run").all() and len(claims) == 7
+    page = (work / "results" / "report" / "index.html").read_text()
+    for study in STUDIES:
+        assert f"Not run: the study <code>{study}</code> is disabled in config." in page
+        assert not (work / "results" / study).exists()
+
+
+# ------------------------------------------------------------------ headless Chromium ----
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Injected into a copy of the page (the report itself carries no script): after load, writes
+# how many images decoded and how many claim rows exist into <body data-*>, read via --dump-dom.
+CHECK_SCRIPT = """<script>
+window.addEventListener("load", function () {
+  var images = Array.from(document.images), body = document.body.dataset;
+  body.imagesTotal = images.length;
+  body.imagesOk = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  body.claimRows = document.querySelectorAll("#claims-table tbody tr").length;
+  body.loaded = "yes";
+});
+</script>"""
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """The chromium executable; installed with apt-get (Debian package chromium) when missing."""
+    for name in ("chromium", "chromium-browser"):
+        if exe := shutil.which(name):
+            return exe
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")):
+        pytest.skip(
+            "headless Chromium is not installed (Debian: apt-get install -y chromium) and this is not root"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    start = time.monotonic()
+    install = ["apt-get", "install", "-y", "-q", "chromium"]
+    proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0:  # stale package lists: refresh once
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
+        proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0 or not shutil.which("chromium"):
+        pytest.skip(f"could not install chromium with apt-get: {proc.stderr.strip().splitlines()[-1:]}")
+    print(f"installed chromium with apt-get in {time.monotonic() - start:.0f} s")
+    return shutil.which("chromium")
+
+
+def run_chromium(exe, tmp_path, *args) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+
+
+def browser_check(exe, page_path, tmp_path) -> dict[str, str]:
+    """Open a copy of `page_path` with CHECK_SCRIPT in headless Chromium; the body's data-* values."""
+    copy = tmp_path / f"check-{page_path.stem}.html"
+    copy.write_text(page_path.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
+    proc = run_chromium(exe, tmp_path, "--virtual-time-budget=5000", "--dump-dom", copy.as_uri())
+    body = re.search(r"<body([^>]*)>", proc.stdout)
+    assert body, f"chromium printed no DOM: {proc.stderr[-2000:]}"
+    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
+
+
+def test_report_in_headless_chromium(smoke_run, chromium, tmp_path):
+    work, _ = smoke_run
+    page = work / "results" / "report" / "index.html"
+    n_figures = len(figure_pngs(work))
+    state = browser_check(chromium, page, tmp_path)
+    assert state.get("loaded") == "yes", state
+    assert state["claim-rows"] == "7"
+    assert int(state["images-total"]) == n_figures > 0
+    assert state["images-ok"] == state["images-total"]
+
+    # the check can fail: a page whose first image is corrupt reports one image fewer
+    broken = tmp_path / "broken.html"
+    broken.write_text(
+        re.sub(r"(data:image/png;base64,)[A-Za-z0-9+/]{40}", r"\1AAAA", page.read_text(), count=1)
+    )
+    state = browser_check(chromium, broken, tmp_path)
+    assert int(state["images-ok"]) == n_figures - 1
+
+    shot = tmp_path / "report.png"
+    proc = run_chromium(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri())
+    assert shot.is_file(), proc.stderr[-2000:]
+    assert shot.read_bytes()[:8] == PNG_MAGIC and shot.stat().st_size > 20_000
+    print(f"screenshot: {shot}")
+
+
+def test_sweep_grid_change_reruns_only_the_new_bias1d_shards(smoke_run, tmp_path):
+    """Adding a depth to the 1-D study's grid trains only the new depth's shard."""
+    work, args = smoke_run
+    cfg = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
+    depths = cfg["bias1d"]["depths"]
+    new = max(depths) + 4
+    jobs = dry_run_jobs(work, args, {"bias1d": {"depths": [*depths, new]}}, tmp_path)
+    train = [outs for rule, outs in jobs if rule == "bias1d_train"]
+    assert train and all(f"/L{new}/" in o for outs in train for o in outs), train
+    downstream = {rule for rule, outs in jobs if rule != "bias1d_train"}
+    assert "bias1d_aggregate" in downstream and {"report_claims", "report_html"} <= downstream
+    stray = [
+        (r, o)
+        for r, o in jobs
+        if r not in ("bias1d_train", "bias1d_aggregate") and not (is_figure_job(o) or is_report_job(o))
+    ]
+    assert not stray, stray
+
+
+def merged_config(work, args) -> dict:
+    """config.yaml with the --configfile files of `args` stacked on it (plain dict merge)."""
+
+    def merge(base, over):
+        for key, value in over.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+        return base
+
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    for path in args[1:]:
+        merge(cfg, yaml.safe_load((work / path).read_text()) or {})
+    return cfg
+
+
+def test_sweep_grid_change_reruns_only_the_new_stability_shard(smoke_run, tmp_path):
+    """Adding a depth to the scalar sweep runs one new shard, then only the scalar aggregate,
+    the figures drawn from it and the report: no other study's shards, aggregates or figures."""
+    work, args = smoke_run
+    depths = merged_config(work, args)["stability"]["scalar"]["depths"]
+    new = max(depths) + 1
+    jobs = dry_run_jobs(work, args, {"stability": {"scalar": {"depths": [*depths, new]}}}, tmp_path)
+    shards = [outs for rule, outs in jobs if rule == "stability_shard"]
+    assert shards and all(o.startswith(f"results/stability/scalar/shards/L{new}_") for s in shards for o in s)
+    aggregates = [outs for rule, outs in jobs if rule == "stability_aggregate"]
+    assert aggregates and all(o.startswith("results/stability/scalar/") for s in aggregates for o in s)
+    rest = [(r, o) for r, o in jobs if r not in ("stability_shard", "stability_aggregate")]
+    assert {r for r, _ in rest} >= {"report_claims", "report_html"}
+    assert all(is_figure_job(o) or is_report_job(o) for _, o in rest), rest
+    figures = {o for _, outs in rest for o in outs if o.endswith(".png") and "/report/" not in o}
+    # the depth and single-vs-double figures do not read the scalar table
+    assert figures and not {"results/stability/figures/depth.png"} & figures, figures
+
+
+@pytest.mark.parametrize(
+    "study, key, value", [("mnist", "train_color", "#000000"), ("bias1d", "log_drift", False)]
+)
+def test_one_studys_figure_setting_reruns_only_its_figures(smoke_run, tmp_path, study, key, value):
+    work, args = smoke_run
+    block = merged_config(work, args)["figures"].get(study, {})
+    if key not in block:
+        pytest.skip(f"figures.{study} has no key {key}")
+    jobs = dry_run_jobs(work, args, {"figures": {study: {key: value}}}, tmp_path)
+    stray = [
+        (r, o)
+        for r, o in jobs
+        if not (is_report_job(o) or (is_figure_job(o) and o[0].startswith(f"results/{study}/")))
+    ]
+    assert not stray, f"figures.{study}.{key} re-runs other jobs: {stray}"
+    assert any(is_figure_job(o) for _, o in jobs) and "report_html" in {r for r, _ in jobs}
