@@ -1,0 +1,334 @@
+"""MNIST with convex-concave residual pairs (SPEC section 5): the model and its measurements.
+
+Model: one convolution, max-pooling over non-overlapping windows, flattened to `x in R^n`;
+then `M` residual networks `z_i = z_{i-1} + V_i [z_{i-1} - b_i]_+` (i = 1..L, `V_i >= 0`)
+evaluated as ONE batched computation: layer i's weights of all networks are a single leaf
+tensor `V_i` of shape `[M, n, n]` and the layer is one `torch.baddbmm` over the network
+dimension. Each network ends in a non-negative output vector `a_m`, `y_m = a_m^T z_L^m`.
+
+Variants (all trained by the same loop, `pipeline.mnist_train`):
+
+- `pair` (the paper's model): M = 20, network k is g_k and network 10 + k is h_k,
+  class score `s_k = g_k(x) - h_k(x) + c_k`; `V_i >= 0` and `a >= 0` by projection.
+- `convex_only`: M = 10, one convex network per class, `s_k = g_k(x) + c_k`.
+- `plain_mlp`: M = 20 as in `pair` but without the skip connection
+  (`z_i = V_i [z_{i-1} - b_i]_+`) and without sign constraints; He-initialised V and a.
+
+Storage: the parameter `V[i]` holds, for network m, the TRANSPOSE of the paper's `V_i`
+(`z <- z + V[i][m]^T relu(z - b_i[m])` on column vectors, i.e. `z + relu(z - b) @ V[i][m]` on
+row vectors), so the batched layer is a plain `baddbmm` whose weight gradient is contiguous
+(no transposed copy per layer). Entrywise non-negativity, all that the model needs, is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.errors import UserError
+
+N_CLASSES = 10
+VARIANTS = ("pair", "convex_only", "plain_mlp")
+
+
+def n_networks(variant: str) -> int:
+    return N_CLASSES if variant == "convex_only" else 2 * N_CLASSES
+
+
+def is_residual(variant: str) -> bool:
+    return variant != "plain_mlp"
+
+
+def feature_size(conv: dict, image_size: int = 28) -> int:
+    """n = filters * (pooled side)^2 for the conv + non-overlapping max-pool front end."""
+    side = image_size + 2 * conv["padding"] - conv["size"] + 1
+    if side < conv["pool"]:
+        raise UserError(
+            f"The convolution (size {conv['size']}, padding {conv['padding']}) leaves {side}x{side} "
+            f"pixels, fewer than one max-pool window of {conv['pool']}; lower mnist.conv.pool or size."
+        )
+    return conv["filters"] * (side // conv["pool"]) ** 2
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda if PyTorch sees a GPU, else cpu; `cuda` without a GPU is a UserError."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            "Config key mnist.device is 'cuda' but PyTorch sees no CUDA GPU on this machine; "
+            "set mnist.device to 'auto' or 'cpu', or run the job where a GPU is available."
+        )
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def configure_backend(device: torch.device, cfg: dict) -> None:
+    """Numerics settings: float32 matmul precision from config; deterministic cuDNN choices."""
+    torch.set_float32_matmul_precision(cfg["matmul_precision"])
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+class ResidualPairs(nn.Module):
+    """Conv + max-pool front end and `M` residual networks, batched over the network axis."""
+
+    def __init__(self, cfg: dict, variant: str, generator: torch.Generator):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise UserError(f"Unknown MNIST variant '{variant}'; choose from {', '.join(VARIANTS)}.")
+        conv, init = cfg["conv"], cfg["init"]
+        self.variant, self.pool, self.padding = variant, conv["pool"], conv["padding"]
+        self.n = n = feature_size(conv)
+        self.m = m = n_networks(variant)
+        self.depth = depth = cfg["depth"]
+        self.residual = is_residual(variant)
+        g = generator
+
+        def uniform(shape, low, high):
+            return torch.rand(shape, generator=g, dtype=torch.float32) * (high - low) + low
+
+        fan_in = conv["size"] ** 2
+        bound = 1.0 / math.sqrt(fan_in)  # PyTorch's default Conv2d initialisation range
+        self.conv_weight = nn.Parameter(
+            uniform((conv["filters"], 1, conv["size"], conv["size"]), -bound, bound)
+        )
+        self.conv_bias = nn.Parameter(uniform((conv["filters"],), -bound, bound))
+        # One leaf tensor per layer (never slices of one stacked parameter: backward is ~4x slower).
+        vs, bs = [], []
+        for _ in range(depth):
+            if self.residual:  # non-negative, entries U(0, v_scale / n): row sums ~ v_scale / 2
+                v = uniform((m, n, n), 0.0, init["v_scale"] / n)
+            else:  # He initialisation for the plain ReLU network
+                v = torch.randn((m, n, n), generator=g) * math.sqrt(2.0 / n)
+            vs.append(nn.Parameter(v))
+            bs.append(nn.Parameter(uniform((m, 1, n), init["bias_low"], init["bias_high"])))
+        self.V = nn.ParameterList(vs)
+        self.b = nn.ParameterList(bs)
+        if self.residual:
+            a = uniform((m, n), 0.0, 2.0 * init["out_scale"] / n)
+        else:
+            a = torch.randn((m, n), generator=g) * math.sqrt(1.0 / n)
+        self.a = nn.Parameter(a)
+        self.c = nn.Parameter(torch.zeros(N_CLASSES))
+
+    # ------------------------------------------------------------------ forward ----------
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 1, 28, 28] -> x [B, n]: convolution, max over non-overlapping windows, flatten."""
+        h = F.conv2d(images, self.conv_weight, self.conv_bias, padding=self.padding)
+        return F.max_pool2d(h, self.pool).flatten(1)
+
+    def networks(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, n] -> z_L [M, B, n] for every network at once (row vectors: z + relu(z - b) V)."""
+        z = x.unsqueeze(0).expand(self.m, -1, -1)
+        for v, b in zip(self.V, self.b, strict=True):
+            r = torch.relu(z - b)
+            z = torch.baddbmm(z, r, v) if self.residual else torch.bmm(r, v)
+        return z
+
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Network outputs y_m = a_m^T z_L^m as [B, M]."""
+        return torch.einsum("mbn,mn->bm", self.networks(x), self.a)
+
+    def scores_from_features(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.outputs(x)
+        if self.m == 2 * N_CLASSES:
+            y = y[:, :N_CLASSES] - y[:, N_CLASSES:]
+        return y + self.c
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class scores s [B, 10]."""
+        return self.scores_from_features(self.features(images))
+
+    # ------------------------------------------------------------------ constraints ------
+    @torch.no_grad()
+    def project(self) -> None:
+        """Projection onto the constraint set after each optimiser step: V_i >= 0, a >= 0."""
+        if self.residual:
+            for v in self.V:
+                v.clamp_(min=0.0)
+            self.a.clamp_(min=0.0)
+
+    def flops_per_image(self) -> float:
+        """Multiply-adds x 2 of the network layers (forward only; the conv is negligible)."""
+        return 2.0 * self.m * self.depth * self.n * self.n
+
+
+def reference_scores(model: ResidualPairs, images: torch.Tensor) -> torch.Tensor:
+    """Plain per-network loop (column-vector form), for checking the batched forward."""
+    x = model.features(images)
+    outs = []
+    for m in range(model.m):
+        z = x.T  # [n, B]
+        for v, b in zip(model.V, model.b, strict=True):
+            r = torch.relu(z - b[m].T)
+            z = z + v[m].T @ r if model.residual else v[m].T @ r
+        outs.append(model.a[m] @ z)
+    y = torch.stack(outs, dim=1)
+    if model.m == 2 * N_CLASSES:
+        y = y[:, :N_CLASSES] - y[:, N_CLASSES:]
+    return y + model.c
+
+
+# ---------------------------------------------------------------------- loss, evaluation --
+def loss_fn(scores: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
+    """`mse`: mean over batch and classes of (s_k - onehot_k)^2; `cross_entropy`: softmax CE."""
+    if kind == "mse":
+        return F.mse_loss(scores, F.one_hot(labels, N_CLASSES).to(scores.dtype))
+    if kind == "cross_entropy":
+        return F.cross_entropy(scores, labels)
+    raise UserError(f"Unknown mnist.loss '{kind}'; choose mse or cross_entropy.")
+
+
+@torch.no_grad()
+def evaluate(model, images, labels, kind: str, batch_size: int) -> tuple[float, float]:
+    """(accuracy, mean loss) over a whole split, in batches."""
+    correct, total_loss = 0, 0.0
+    for start in range(0, images.shape[0], batch_size):
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        s = model(x)
+        correct += int((s.argmax(1) == y).sum())
+        total_loss += float(loss_fn(s, y, kind)) * x.shape[0]
+    n = images.shape[0]
+    return correct / n, total_loss / n
+
+
+def lipschitz_estimate(model, images: torch.Tensor, batch_size: int) -> dict:
+    """Largest input-gradient norm of the class scores over the given points.
+
+    For each point and class k, ||grad s_k|| is taken with respect to the (normalised) image
+    and with respect to the pooled features x in R^n; the estimate is the maximum over points
+    and classes (a lower bound on the Lipschitz constant of each score function, l2 norms).
+    """
+    img_norms, feat_norms = [], []
+    for start in range(0, images.shape[0], batch_size):
+        img = images[start : start + batch_size].detach().clone().requires_grad_(True)
+        x = model.features(img)
+        s = model.scores_from_features(x)
+        gi, gx = [], []
+        for k in range(N_CLASSES):
+            d_img, d_x = torch.autograd.grad(s[:, k].sum(), (img, x), retain_graph=k < N_CLASSES - 1)
+            gi.append(d_img.flatten(1).norm(dim=1))
+            gx.append(d_x.norm(dim=1))
+        img_norms.append(torch.stack(gi, 1).detach())
+        feat_norms.append(torch.stack(gx, 1).detach())
+    gi, gx = torch.cat(img_norms).cpu(), torch.cat(feat_norms).cpu()
+    return {
+        "points": int(gi.shape[0]),
+        "lipschitz_input": float(gi.max()),
+        "lipschitz_input_median": float(gi.max(1).values.median()),
+        "lipschitz_features": float(gx.max()),
+        "lipschitz_features_median": float(gx.max(1).values.median()),
+    }
+
+
+@torch.no_grad()
+def drift_rows(model: ResidualPairs, init: dict[str, torch.Tensor], epoch: int) -> list[dict]:
+    """Bias and weight drift of every network and layer relative to the initial parameters.
+
+    bias_drift = ||b - b0||_2, weight_drift = ||V - V0||_F (per network and layer), with the
+    relative versions divided by ||b0||_2 and ||V0||_F, and the RMS change per entry.
+    """
+    rows = []
+    n = model.n
+    for i, (v, b) in enumerate(zip(model.V, model.b, strict=True)):
+        dv = (v - init[f"V.{i}"]).flatten(1).norm(dim=1).cpu()
+        db = (b - init[f"b.{i}"]).flatten(1).norm(dim=1).cpu()
+        v0 = init[f"V.{i}"].flatten(1).norm(dim=1).cpu()
+        b0 = init[f"b.{i}"].flatten(1).norm(dim=1).cpu()
+        for m in range(model.m):
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "network": m,
+                    "class": m % N_CLASSES,
+                    "part": "convex" if m < N_CLASSES else "concave",
+                    "layer": i + 1,
+                    "bias_drift": float(db[m]),
+                    "weight_drift": float(dv[m]),
+                    "bias_drift_rel": float(db[m] / b0[m]) if b0[m] > 0 else float("nan"),
+                    "weight_drift_rel": float(dv[m] / v0[m]) if v0[m] > 0 else float("nan"),
+                    "bias_drift_rms": float(db[m]) / math.sqrt(n),
+                    "weight_drift_rms": float(dv[m]) / n,
+                }
+            )
+    return rows
+
+
+def init_state(model: ResidualPairs) -> dict[str, torch.Tensor]:
+    return {
+        **{f"V.{i}": v.detach().clone() for i, v in enumerate(model.V)},
+        **{f"b.{i}": b.detach().clone() for i, b in enumerate(model.b)},
+    }
+
+
+# ---------------------------------------------------------------------- data ---------------
+def subset(images, labels, k: int, seed: int):
+    """A seeded random subset of k examples (k = 0 or k >= size: everything, in order)."""
+    if k <= 0 or k >= images.shape[0]:
+        return images, labels
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(images.shape[0], generator=g)[:k].sort().values
+    return images[idx], labels[idx]
+
+
+def fingerprint(cfg: dict, variant: str, shapes) -> str:
+    """Identity of a training run: the config entries that change its numbers, variant, data sizes."""
+    keep = {k: v for k, v in cfg.items() if k not in NON_NUMERIC_KEYS}
+    blob = json.dumps({"cfg": keep, "variant": variant, "shapes": [list(s) for s in shapes]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# Keys that do not change a run's numbers on a given device (a checkpoint stays valid).
+NON_NUMERIC_KEYS = frozenset({"enabled", "variants", "threads", "gpu", "lipschitz_points", "progress_bar"})
+
+
+def metrics_frame(rows: list[dict]) -> pd.DataFrame:
+    cols = ["variant", "epoch", "train_acc", "test_acc", "train_loss", "test_loss", "seconds", "images_per_s"]
+    df = pd.DataFrame(rows)
+    df["gap"] = df["train_acc"] - df["test_acc"]
+    return df[cols + [c for c in df.columns if c not in cols]]
+
+
+def summary(metrics: pd.DataFrame, drift: pd.DataFrame, lipschitz: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant: final accuracies, largest gap, speed, Lipschitz and drift at the end."""
+    rows = []
+    for variant, m in metrics.groupby("variant", sort=False):
+        m = m.sort_values("epoch")
+        last = m.iloc[-1]
+        d = drift[(drift["variant"] == variant) & (drift["epoch"] == drift["epoch"].max())]
+        lip = lipschitz[lipschitz["variant"] == variant].iloc[0]
+        rows.append(
+            {
+                "variant": variant,
+                "epochs": int(last["epoch"]),
+                "status": last.get("status", "ok"),
+                "final_train_acc": last["train_acc"],
+                "final_test_acc": last["test_acc"],
+                "best_test_acc": m["test_acc"].max(),
+                "max_abs_gap": (m["train_acc"] - m["test_acc"]).abs().max(),
+                "seconds_per_epoch": m["seconds"].mean(),
+                "images_per_s": m["images_per_s"].median(),
+                "lipschitz_input": lip["lipschitz_input"],
+                "lipschitz_features": lip["lipschitz_features"],
+                "bias_drift_rel_median": d["bias_drift_rel"].median(),
+                "weight_drift_rel_median": d["weight_drift_rel"].median(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def training_config(mnist: dict) -> dict:
+    """The mnist config block minus the keys that do not change a variant's training (rule params)."""
+    return {k: v for k, v in mnist.items() if k not in ("enabled", "variants")}
+
+
+def figure_settings(figures: dict) -> dict:
+    """The theme keys of the figures block plus figures.mnist (no other study's settings)."""
+    return {k: v for k, v in figures.items() if not isinstance(v, dict) or k == "mnist"}
