@@ -322,13 +322,3 @@ def summary(metrics: pd.DataFrame, drift: pd.DataFrame, lipschitz: pd.DataFrame)
             }
         )
     return pd.DataFrame(rows)
-
-
-def training_config(mnist: dict) -> dict:
-    """The mnist config block minus the keys that do not change a variant's training (rule params)."""
-    return {k: v for k, v in mnist.items() if k not in ("enabled", "variants")}
-
-
-def figure_settings(figures: dict) -> dict:
-    """The theme keys of the figures block plus figures.mnist (no other study's settings)."""
-    return {k: v for k, v in figures.items() if not isinstance(v, dict) or k == "mnist"}

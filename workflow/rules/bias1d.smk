@@ -5,9 +5,12 @@
 BIAS1D = config["bias1d"]
 BIAS1D_TABLES = ["runs", "estimates", "curves", "layers", "points", "truth"]
 BIAS1D_FIGURES = ["fit", "drift", "lipschitz"]
-BIAS1D_FORMATS = [f for f in dict.fromkeys(config["figures"]["formats"]) if f != "png"]
-# Global figure settings (theme, sizes, formats) without the studies' own blocks.
-BIAS1D_THEME = {k: v for k, v in config["figures"].items() if not isinstance(v, dict)}
+
+
+# Cheap jobs run where snakemake runs, also under a cluster executor.
+localrules:
+    bias1d_aggregate,
+    bias1d_figures,
 
 
 rule bias1d_train:
@@ -72,7 +75,7 @@ rule bias1d_figures:
         others=expand(
             "results/bias1d/figures/{fig}.{fmt}",
             fig=BIAS1D_FIGURES,
-            fmt=BIAS1D_FORMATS,
+            fmt=FIGURE_FORMATS,
         ),
     log:
         "results/logs/bias1d/figures.log",
@@ -81,8 +84,7 @@ rule bias1d_figures:
     conda:
         ENV
     params:
-        theme=BIAS1D_THEME,
-        fig=config["figures"]["bias1d"],
+        figures=figure_settings("bias1d"),
     script:
         "../scripts/bias1d_figures.py"
 

@@ -25,6 +25,15 @@ if config["mnist_dir"] and not Path(config["mnist_dir"]).is_dir():
     )
 
 
-def section(name):
-    """A config block, passed whole to a rule's params (so changing it re-runs the rule)."""
-    return config[name]
+def figure_settings(study):
+    """The shared figure theme plus figures.<study>: a figure rule's params, so that changing
+    another study's figure settings does not re-draw this study's figures."""
+    return {
+        k: v
+        for k, v in config["figures"].items()
+        if not isinstance(v, dict) or k == study
+    }
+
+
+# Figure formats written besides png (png is what the report embeds).
+FIGURE_FORMATS = [f for f in dict.fromkeys(config["figures"]["formats"]) if f != "png"]

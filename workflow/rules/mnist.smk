@@ -3,16 +3,18 @@
 # results/mnist/<variant>/checkpoints/, which is deliberately NOT a declared output, so
 # Snakemake never deletes it when a job fails or is restarted; the job removes it once its
 # outputs are written), an aggregate of all variants, and figures drawn from the aggregate.
-from pipeline.mnist import VARIANTS as MNIST_VARIANTS
-from pipeline.mnist import figure_settings as mnist_figure_settings
-from pipeline.mnist import training_config as mnist_training_config
-
 MNIST = config["mnist"]
 MNIST_FIGURES = ["accuracy", "gap", "drift"]
 
 
 wildcard_constraints:
-    variant="|".join(MNIST_VARIANTS),
+    variant="pair|convex_only|plain_mlp",
+
+
+# Cheap jobs run where snakemake runs, also under a cluster executor.
+localrules:
+    mnist_aggregate,
+    mnist_figures,
 
 
 rule mnist_train:
@@ -33,7 +35,8 @@ rule mnist_train:
     resources:
         gpu=MNIST["gpu"],
     params:
-        mnist=mnist_training_config(MNIST),
+        # The block without the variant list, so adding a variant trains only that one.
+        mnist={k: v for k, v in MNIST.items() if k not in ("enabled", "variants")},
         checkpoint_dir="results/mnist/{variant}/checkpoints",
     script:
         "../scripts/mnist_train.py"
@@ -90,7 +93,7 @@ rule mnist_figures:
         other=expand(
             "results/mnist/figures/{name}.{fmt}",
             name=MNIST_FIGURES,
-            fmt=[f for f in dict.fromkeys(config["figures"]["formats"]) if f != "png"],
+            fmt=FIGURE_FORMATS,
         ),
     log:
         "results/logs/mnist/figures.log",
@@ -99,7 +102,7 @@ rule mnist_figures:
     conda:
         ENV
     params:
-        figures=mnist_figure_settings(config["figures"]),
+        figures=figure_settings("mnist"),
     script:
         "../scripts/mnist_figures.py"
 

@@ -8,6 +8,12 @@ from pipeline.report import STUDY_TITLES, caption_files, config_digest
 REPORT_CAPTIONS = os.path.join(workflow.basedir, "workflow", "report")
 
 
+# Cheap jobs run where snakemake runs, also under a cluster executor.
+localrules:
+    report_claims,
+    report_html,
+
+
 rule report_claims:
     input:
         # the aggregated tables of the enabled studies, by name (see claim_table_paths)

@@ -10,22 +10,22 @@ STABILITY_STUDIES = [
 STABILITY_SUBBLOCKS = ("enabled", "scalar", "depth", "single_vs_double")
 
 
-# Settings shared by the studies; the figure settings without the other studies' blocks.
+# Settings shared by the studies.
 STABILITY_ENGINE = {k: v for k, v in STABILITY.items() if k not in STABILITY_SUBBLOCKS}
-STABILITY_FIGURES = {
-    k: v
-    for k, v in config["figures"].items()
-    if not isinstance(v, dict) or k == "stability"
-}
-# Figure formats besides png (png is the report's output of each figure rule).
-STABILITY_FORMATS = [
-    f for f in dict.fromkeys(["png", *config["figures"]["formats"]]) if f != "png"
-]
 
 
 wildcard_constraints:
     study="scalar|depth|single_vs_double",
     depth=r"\d+",
+
+
+# Cheap jobs run where snakemake runs, also under a cluster executor.
+localrules:
+    stability_aggregate,
+    stability_figure_phase,
+    stability_figure_sharpness,
+    stability_figure_depth,
+    stability_figure_single_vs_double,
 
 
 rule stability_shard:
@@ -82,7 +82,7 @@ rule stability_figure_phase:
             labels={"study": "scalar", "figure": "phase diagram"},
         ),
         other=expand(
-            "results/stability/figures/phase_diagram.{fmt}", fmt=STABILITY_FORMATS
+            "results/stability/figures/phase_diagram.{fmt}", fmt=FIGURE_FORMATS
         ),
     log:
         "results/logs/stability/figure_phase_diagram.log",
@@ -91,7 +91,7 @@ rule stability_figure_phase:
     conda:
         ENV
     params:
-        figures=STABILITY_FIGURES,
+        figures=figure_settings("stability"),
     script:
         "../scripts/stability_figure_phase.py"
 
@@ -106,7 +106,7 @@ rule stability_figure_sharpness:
             category="Stability",
             labels={"study": "scalar", "figure": "sharpness vs 2/delta"},
         ),
-        other=expand("results/stability/figures/sharpness.{fmt}", fmt=STABILITY_FORMATS),
+        other=expand("results/stability/figures/sharpness.{fmt}", fmt=FIGURE_FORMATS),
     log:
         "results/logs/stability/figure_sharpness.log",
     benchmark:
@@ -114,7 +114,7 @@ rule stability_figure_sharpness:
     conda:
         ENV
     params:
-        figures=STABILITY_FIGURES,
+        figures=figure_settings("stability"),
     script:
         "../scripts/stability_figure_sharpness.py"
 
@@ -129,7 +129,7 @@ rule stability_figure_depth:
             category="Stability",
             labels={"study": "depth", "figure": "final error vs depth"},
         ),
-        other=expand("results/stability/figures/depth.{fmt}", fmt=STABILITY_FORMATS),
+        other=expand("results/stability/figures/depth.{fmt}", fmt=FIGURE_FORMATS),
     log:
         "results/logs/stability/figure_depth.log",
     benchmark:
@@ -137,7 +137,7 @@ rule stability_figure_depth:
     conda:
         ENV
     params:
-        figures=STABILITY_FIGURES,
+        figures=figure_settings("stability"),
     script:
         "../scripts/stability_figure_depth.py"
 
@@ -154,7 +154,7 @@ rule stability_figure_single_vs_double:
             labels={"study": "single_vs_double", "figure": "single vs double"},
         ),
         other=expand(
-            "results/stability/figures/single_vs_double.{fmt}", fmt=STABILITY_FORMATS
+            "results/stability/figures/single_vs_double.{fmt}", fmt=FIGURE_FORMATS
         ),
     log:
         "results/logs/stability/figure_single_vs_double.log",
@@ -163,7 +163,7 @@ rule stability_figure_single_vs_double:
     conda:
         ENV
     params:
-        figures=STABILITY_FIGURES,
+        figures=figure_settings("stability"),
     script:
         "../scripts/stability_figure_single_vs_double.py"
 
@@ -189,5 +189,5 @@ FIGURES["stability"] = [
 ]
 TARGETS.extend(FIGURES["stability"])
 TARGETS.extend(
-    f"{png[:-4]}.{fmt}" for png in FIGURES["stability"] for fmt in STABILITY_FORMATS
+    f"{png[:-4]}.{fmt}" for png in FIGURES["stability"] for fmt in FIGURE_FORMATS
 )
