@@ -86,6 +86,37 @@ def _acc_nt(w, a, b):
         w.baddbmm_(a, b.mT)
 
 
+# The engine's hot loop keeps every matrix runs-innermost, [n, n, B]: a product of B small
+# matrices is then n fused multiply-adds over contiguous [n, n, B] blocks, about twice as fast
+# on a CPU as torch.bmm on [B, n, n] at n = 10 (measured: 0.19 vs 0.35 ms for B = 2000).
+def _to_inner(x):
+    """[B, n, n] -> [n, n, B], always a copy (the engine updates it in place; for n = 1 the
+    permuted view is already contiguous, so .contiguous() alone would alias the caller's)."""
+    return x.permute(1, 2, 0).clone(memory_format=torch.contiguous_format)
+
+
+def _from_inner(x):
+    """[n, n, B] -> [B, n, n], a copy."""
+    return x.permute(2, 0, 1).clone(memory_format=torch.contiguous_format)
+
+
+def _imm(a, b, out=None):
+    """a @ b for runs-innermost [n, n, B] matrices (either may be a transposed view);
+    accumulates into `out` when given."""
+    k0 = 0
+    if out is None:
+        out = torch.mul(a[:, 0:1], b[0:1])
+        k0 = 1
+    for k in range(k0, a.shape[1]):
+        out.addcmul_(a[:, k : k + 1], b[k : k + 1])
+    return out
+
+
+def _t(x):
+    """Transpose of runs-innermost matrices (a view)."""
+    return x.transpose(0, 1)
+
+
 def chain_product(ws):
     """W_L ... W_1 for a chain given as [W_1, ..., W_L], each [B, n, n]."""
     p = ws[0]
@@ -175,10 +206,12 @@ def gradient_descent(
     its loss is <= tol, `oscillating` when its loss rose (by more than `osc_rise` relative) in
     at least `osc_fraction` of the last `osc_window` iterations, else `not_converged`.
     """
-    chains = [[w.detach().clone().contiguous() for w in ws] for ws in chains]
     B = R.shape[0]
     dtype = R.dtype
-    delta = torch.as_tensor(delta, dtype=dtype).reshape(B, 1, 1)
+    chains = [[_to_inner(w.detach()) for w in ws] for ws in chains]
+    R = _to_inner(R)
+    sigma = None if sigma is None else _to_inner(sigma)
+    delta = torch.as_tensor(delta, dtype=dtype).reshape(1, 1, B)
     signs = [float(s) for s in signs]
     log_steps = log_spaced_steps(iterations, log_points)
     log_at = {int(t): i for i, t in enumerate(log_steps)}
@@ -198,12 +231,12 @@ def gradient_descent(
             for ws, sign in zip(chains, signs, strict=True):
                 pre = [None, ws[0]]
                 for w in ws[1:]:
-                    pre.append(_mm(w, pre[-1]))
+                    pre.append(_imm(w, pre[-1]))
                 prefixes.append(pre)
                 out = sign * pre[-1] if out is None else out.add_(pre[-1], alpha=sign)
             E = R - out
-            G = E if sigma is None else _mm(E, sigma)
-            cur = 0.5 * (G * E).sum(dim=(-2, -1))
+            G = E if sigma is None else _imm(E, sigma)
+            cur = 0.5 * (G * E).sum(dim=(0, 1))
             # bookkeeping on [B] vectors
             newly_bad = alive & ~(cur <= blowup)
             if bool(newly_bad.any()):
@@ -217,21 +250,22 @@ def gradient_descent(
             if t in log_at:
                 i = log_at[t]
                 log_loss[i] = torch.where(alive, cur.double(), float("nan"))
-                log_dist[i] = torch.where(alive, E.double().pow(2).sum(dim=(-2, -1)).sqrt(), float("nan"))
+                log_dist[i] = torch.where(alive, E.double().pow(2).sum(dim=(0, 1)).sqrt(), float("nan"))
             if t == iterations:
                 break
             # backward + update, per chain from the last layer down: W_j += delta sign M_j A_j^T,
             # M_{j-1} = W_j^T M_j with the old W_j (frozen runs get a zero step)
-            step = torch.where(alive.reshape(B, 1, 1), delta, 0.0)
+            step = torch.where(alive.reshape(1, 1, B), delta, 0.0)
             for ws, pre, sign in zip(chains, prefixes, signs, strict=True):
                 M = G * (step * sign)
                 for j in range(len(ws) - 1, -1, -1):
-                    Mnext = _mm_tn(ws[j], M) if j > 0 else None
+                    Mnext = _imm(_t(ws[j]), M) if j > 0 else None
                     if pre[j] is None:
                         ws[j].add_(M)
                     else:
-                        _acc_nt(ws[j], M, pre[j])
+                        _imm(M, _t(pre[j]), out=ws[j])
                     M = Mnext
+    chains = [[_from_inner(w) for w in ws] for ws in chains]
     final = torch.where(alive, cur.double(), stop_loss).numpy()
     converged = alive & (cur <= tol)
     oscillating = alive & ~converged & (rises >= osc_fraction * window)
