@@ -35,6 +35,7 @@ def figure_phase_diagram(runs: pd.DataFrame, png, figures: dict):
         figsize=panel_size(figures, len(inits), len(targets)),
         squeeze=False,
         sharey=True,
+        layout="constrained",
     )
     s_mean = float(runs["data_scale"].mean())
     depths = np.sort(runs["depth"].unique())
