@@ -111,3 +111,14 @@ def dry_run(work: Path, overrides: dict, tmp_path: Path):
     cfg = tmp_path / "overrides.yaml"
     cfg.write_text(yaml.safe_dump(overrides))
     return snakemake(work, "-n", "--configfile", str(cfg), check=False, timeout=300)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test (small tensors gain nothing from more)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -19,13 +19,8 @@ ENGINE = dict(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small batched matmuls run fastest on one thread (and the cores are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small batched matmuls run fastest on one thread.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 KW = dict(tol=1e-8, blowup=1e8, log_points=20, osc_window=100, osc_fraction=0.25, osc_rise=1e-4)

@@ -87,17 +87,8 @@ PIDS=$STATE/pids
 mkdir -p "$PIDS"
 DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)   # start order
 
-# The PID recorded for $1, if that process is alive and still runs the $1 binary.
-alive_pid() {
-    local name=$1 pid argv0
-    [[ -s $PIDS/$name.pid ]] || return 1
-    pid=$(<"$PIDS/$name.pid")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    # The process must still run that daemon: its argv[0] (as launched) names it.
-    argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1) || return 1
-    [[ $(basename "$argv0") == "$name" ]] || return 1
-    echo "$pid"
-}
+# shellcheck source=tests/cluster/pids.sh
+. "$HERE/pids.sh"
 
 # Start "$@" in its own session, in the background, and record its PID as $name.
 launch() {

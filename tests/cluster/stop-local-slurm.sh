@@ -23,16 +23,8 @@ PIDS=$STATE/pids
 export PATH=$PATH:/usr/sbin:/sbin
 export SLURM_CONF=$STATE/etc/slurm.conf
 
-alive_pid() {
-    local name=$1 pid argv0
-    [[ -s $PIDS/$name.pid ]] || return 1
-    pid=$(<"$PIDS/$name.pid")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    # The process must still run that daemon: its argv[0] (as launched) names it.
-    argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1) || return 1
-    [[ $(basename "$argv0") == "$name" ]] || return 1
-    echo "$pid"
-}
+# shellcheck source=tests/cluster/pids.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/pids.sh"
 
 # Cancel whatever still runs on the cluster, so no job step outlives slurmd.
 if alive_pid slurmctld >/dev/null && command -v squeue >/dev/null; then
