@@ -73,6 +73,15 @@ def _missing(df: pd.DataFrame, columns) -> list[str]:
     return [c for c in columns if c not in df.columns]
 
 
+def _unusable(claim_id: int, df: pd.DataFrame | None, table: str, columns, absent: str) -> Verdict | None:
+    """A `not run` verdict when `df` is absent or empty (`absent` says why) or lacks `columns`;
+    None when the claim can be checked."""
+    if df is None or df.empty:
+        return _not_run(claim_id, f"no {table}: {absent}")
+    miss = _missing(df, columns)
+    return _not_run(claim_id, f"{table} lacks columns {miss}") if miss else None
+
+
 def _g(x: float) -> str:
     """A number for an evidence line: 3 significant digits, 'nan' and 'inf' as such."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -112,11 +121,9 @@ def _largest_convergent(sub: pd.DataFrame, most_fraction: float) -> float:
 
 def claim1_critical_step(scalar: pd.DataFrame | None, th: Mapping) -> Verdict:
     """Claim 1 from the scalar study (one row per run; delta, delta_star, status, init, depth)."""
-    if scalar is None or scalar.empty:
-        return _not_run(1, "no scalar table: the stability study (scalar) is disabled in config")
-    miss = _missing(scalar, ["depth", "init", "delta", "delta_star", "status"])
-    if miss:
-        return _not_run(1, f"scalar table lacks columns {miss}")
+    cols = ["depth", "init", "delta", "delta_star", "status"]
+    if v := _unusable(1, scalar, "scalar table", cols, "the stability study (scalar) is disabled in config"):
+        return v
     ratio = scalar["delta"].astype(float) / scalar["delta_star"].astype(float)
     # 6 significant digits: steps set as factors of delta*_L fall on the same grid value for
     # every seed, whatever the rounding of delta*_L.
@@ -231,11 +238,9 @@ def _loss_with_divergence(df: pd.DataFrame) -> pd.Series:
 
 def claim3_depth(depth: pd.DataFrame | None, th: Mapping) -> Verdict:
     """Claim 3 from the depth study: median final loss at the deepest vs the shallowest L."""
-    if depth is None or depth.empty:
-        return _not_run(3, "no depth table: the stability study (depth) is disabled in config")
-    miss = _missing(depth, ["depth", "init", "final_loss", "status"])
-    if miss:
-        return _not_run(3, f"depth table lacks columns {miss}")
+    cols = ["depth", "init", "final_loss", "status"]
+    if v := _unusable(3, depth, "depth table", cols, "the stability study (depth) is disabled in config"):
+        return v
     df = depth.assign(loss=_loss_with_divergence(depth))
     step = "delta_rel" if "delta_rel" in df and df["delta_rel"].notna().any() else "delta"
     keys = _group_keys(df, [step, "iterations", "n", "eig_low", "eig_high"])
@@ -274,13 +279,10 @@ def claim3_depth(depth: pd.DataFrame | None, th: Mapping) -> Verdict:
 
 def claim4_double_vs_single(svd: pd.DataFrame | None, th: Mapping) -> Verdict:
     """Claim 4 from the single_vs_double study, pairing single and double runs on the same matrix."""
-    if svd is None or svd.empty:
-        return _not_run(
-            4, "no single_vs_double table: the stability study (single_vs_double) is disabled in config"
-        )
-    miss = _missing(svd, ["network", "status", "steps_to_tol", "eig_min"])
-    if miss:
-        return _not_run(4, f"single_vs_double table lacks columns {miss}")
+    cols = ["network", "status", "steps_to_tol", "eig_min"]
+    absent = "the stability study (single_vs_double) is disabled in config"
+    if v := _unusable(4, svd, "single_vs_double table", cols, absent):
+        return v
     most, some = th["most_fraction"], th["min_count_some"]
     # pair_id names the (matrix, step) both networks ran on; else match on the inputs
     inputs = ("seed", "depth", "n", "init", "eig_low", "eig_high", "delta_rel", "delta")
@@ -333,10 +335,9 @@ def claim4_double_vs_single(svd: pd.DataFrame | None, th: Mapping) -> Verdict:
 
 def claim5_bias_drift(bias1d: pd.DataFrame | None, th: Mapping) -> Verdict:
     """Claim 5 from the 1-D study: relative bias drift small and much smaller than the weights'."""
-    if bias1d is None or bias1d.empty:
-        return _not_run(5, "no bias1d table: the 1-D bias study is disabled in config")
-    if _missing(bias1d, ["bias_drift_rel_median"]):
-        return _not_run(5, "bias1d table lacks bias_drift_rel_median")
+    cols = ["bias_drift_rel_median"]
+    if v := _unusable(5, bias1d, "bias1d table", cols, "the 1-D bias study is disabled in config"):
+        return v
     bias = float(bias1d["bias_drift_rel_median"].astype(float).median())
     part_a = bias <= th["bias_drift_rel_max"]
     ev = [
@@ -362,11 +363,9 @@ def claim5_bias_drift(bias1d: pd.DataFrame | None, th: Mapping) -> Verdict:
 
 def claim6_narrow_vs_wide(bias1d: pd.DataFrame | None, th: Mapping) -> Verdict:
     """Claim 6 from the 1-D study: the narrowest vs the widest bias-init interval."""
-    if bias1d is None or bias1d.empty:
-        return _not_run(6, "no bias1d table: the 1-D bias study is disabled in config")
-    miss = _missing(bias1d, ["init_low", "init_high", "lipschitz", "target_lipschitz", "fitted_fraction"])
-    if miss:
-        return _not_run(6, f"bias1d table lacks columns {miss}")
+    cols = ["init_low", "init_high", "lipschitz", "target_lipschitz", "fitted_fraction"]
+    if v := _unusable(6, bias1d, "bias1d table", cols, "the 1-D bias study is disabled in config"):
+        return v
     df = bias1d.assign(width=(bias1d["init_high"] - bias1d["init_low"]).round(12))
     if df["width"].nunique() < 2:
         return _not_run(6, "only one bias-init interval was run")
@@ -406,15 +405,10 @@ def claim6_narrow_vs_wide(bias1d: pd.DataFrame | None, th: Mapping) -> Verdict:
 
 def claim7_mnist_gap(mnist: pd.DataFrame | None, th: Mapping) -> Verdict:
     """Claim 7 from the MNIST metrics of the paper's model (one row per epoch)."""
-    if mnist is None or mnist.empty:
-        return _not_run(
-            7,
-            f"no metrics of MNIST variant '{th['mnist_variant']}': "
-            "the mnist study or that variant is disabled in config",
-        )
-    miss = _missing(mnist, ["epoch", "train_acc", "test_acc"])
-    if miss:
-        return _not_run(7, f"MNIST metrics lack columns {miss}")
+    table = f"metrics of MNIST variant '{th['mnist_variant']}'"
+    absent = "the mnist study or that variant is disabled in config"
+    if v := _unusable(7, mnist, table, ["epoch", "train_acc", "test_acc"], absent):
+        return v
     df = mnist.sort_values("epoch")
     train, test = df["train_acc"].astype(float), df["test_acc"].astype(float)
     scale = 100.0 if max(train.max(), test.max()) <= 1.0 else 1.0  # fractions -> points

@@ -78,14 +78,6 @@ def _mm_tn(a, b):
     return a * b if a.shape[-1] == 1 else torch.bmm(a.mT, b)
 
 
-def _acc_nt(w, a, b):
-    """w += a @ b^T in place, batched."""
-    if w.shape[-1] == 1:
-        w.addcmul_(a, b)
-    else:
-        w.baddbmm_(a, b.mT)
-
-
 # The engine's hot loop keeps every matrix runs-innermost, [n, n, B]: a product of B small
 # matrices is then n fused multiply-adds over contiguous [n, n, B] blocks, about twice as fast
 # on a CPU as torch.bmm on [B, n, n] at n = 10 (measured: 0.19 vs 0.35 ms for B = 2000).
