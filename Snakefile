@@ -1,5 +1,6 @@
 # Nar & Sastry (2018), "Residual Networks: Lyapunov Stability and Convex Decomposition":
-# reproduction workflow. Every number lives in config.yaml; the rules are in workflow/rules.
+# reproduction workflow. Every number lives in config.yaml; the rules are in workflow/rules,
+# one file per study, each the same shape: shard -> aggregate -> figure -> report.
 from snakemake.utils import min_version
 
 from pipeline.config import validate
@@ -13,6 +14,7 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# The schema and every rule between keys, before any job: `snakemake -n` fails on a bad config.
 validate(config, workflow.source_path("workflow/schemas/config.schema.yaml"))
 
 
@@ -27,4 +29,4 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        TARGETS,
+        final_targets(),

@@ -5,28 +5,21 @@ initial parameters, same number of full-batch steps; both in float64 on one thre
 wall and CPU times, their ratio and the largest parameter difference at the end (the two
 compute the same iterates), and writes them as JSON.
 
-    .venv/bin/python bench/bench_bias1d.py [--iterations 100] [--depth 20] [--out results/bench/bias1d.json]
+    .venv/bin/python bench/bench_bias1d.py [--iterations 100] [--depth 20] [--reps 1] [--threads 1]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
+from common import parser, write_json
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from pipeline import bias1d as nets  # noqa: E402
-from pipeline import bias1d_study as study  # noqa: E402
-from pipeline.bias1d_reference import train_one_by_one  # noqa: E402
-from pipeline.config import validate  # noqa: E402
+from pipeline.bias1d import model as nets
+from pipeline.bias1d import study
+from pipeline.bias1d.reference import train_one_by_one
+from pipeline.config import load_config
 
 
 def timed(fn):
@@ -36,18 +29,13 @@ def timed(fn):
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser("bench_bias1d", __doc__, reps=1, threads=1)
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--depth", type=int, default=None, help="default: the config's first depth")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=str(REPO / "results" / "bench" / "bias1d.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    cfg = validate(
-        yaml.safe_load((REPO / "config.yaml").read_text()), REPO / "workflow/schemas/config.schema.yaml"
-    )
-    cfg = cfg["bias1d"]
+    cfg = load_config()["bias1d"]
     depth = args.depth or cfg["depths"][0]
     opt = cfg["optimizer"]
     runs = study.plan(cfg, depth)
@@ -64,8 +52,8 @@ def main(argv=None) -> dict:
         return train_one_by_one(p0.clone(), x, y, opt["lr"], opt["momentum"], args.iterations)
 
     batched()  # warm-up
-    fast, fast_wall, fast_cpu = timed(batched)
-    slow, slow_wall, slow_cpu = timed(one_by_one)
+    fast, fast_wall, fast_cpu = min((timed(batched) for _ in range(args.reps)), key=lambda r: r[1])
+    slow, slow_wall, slow_cpu = min((timed(one_by_one) for _ in range(args.reps)), key=lambda r: r[1])
     result = {
         "runs": len(runs),
         "depth": depth,
@@ -87,9 +75,7 @@ def main(argv=None) -> dict:
         f"  ratio (wall)  {result['ratio_wall']:.1f}x   ratio (CPU)  {result['ratio_cpu']:.1f}x\n"
         f"  largest parameter difference at the end: {result['max_abs_param_diff']:.2e}"
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return result
 
 

@@ -7,32 +7,20 @@
    20 per-network models with the same maths and optimiser: the ratio of step times.
 
 Timings alternate between the contenders, and medians are compared, so both sides see the same
-machine load. Usage: .venv/bin/python bench/bench_mnist.py [--reps 10] [--json PATH]
+machine load. Usage: .venv/bin/python bench/bench_mnist.py [--reps 10] [--threads 2] [--json PATH]
 """
 
 from __future__ import annotations
 
-import argparse
-import copy
-import json
-import statistics
-import sys
-import time
-from pathlib import Path
-
 import torch
+from common import alternate, parser, write_json
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.mnist import ResidualPairs, loss_fn  # noqa: E402
-from pipeline.mnist_train import make_optimizer  # noqa: E402
+from pipeline.config import load_config
+from pipeline.mnist.model import ResidualPairs, loss_fn
+from pipeline.mnist.train import make_optimizer
 
-DEFAULT = {
-    "conv": {"filters": 8, "size": 5, "padding": 2, "pool": 4},
-    "depth": 10,
-    "init": {"v_scale": 0.1, "bias_low": -1.0, "bias_high": 1.0, "out_scale": 1.0},
-    "optimizer": {"name": "adam", "lr": 1e-3, "momentum": 0.9, "nesterov": True, "schedule": "constant"},
-}
+DEFAULT = load_config()["mnist"]
 
 
 class OneNetwork(nn.Module):
@@ -99,22 +87,14 @@ def make_step(model, batch):
     return step
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--depth", type=int, default=10)
+    ap = parser("bench_mnist", __doc__, reps=10, threads=torch.get_num_threads())
+    ap.add_argument("--batch", type=int, default=DEFAULT["batch_size"])
+    ap.add_argument("--depth", type=int, default=DEFAULT["depth"])
     ap.add_argument("--matmul", type=int, default=2048)
-    ap.add_argument("--json", default="results/bench/bench_mnist.json")
     args = ap.parse_args(argv)
-    cfg = copy.deepcopy(DEFAULT)
-    cfg["depth"] = args.depth
+    torch.set_num_threads(args.threads)
+    cfg = {**DEFAULT, "depth": args.depth}
     torch.manual_seed(0)
     batched = ResidualPairs(cfg, "pair", torch.Generator().manual_seed(0))
     loop = LoopModel(ResidualPairs(cfg, "pair", torch.Generator().manual_seed(0)))
@@ -126,15 +106,8 @@ def main(argv=None) -> dict:
         "loop": step_loop,
         "matmul": lambda: a @ b,
     }
-    for fn in contenders.values():  # warm-up
-        fn()
-        fn()
-    times = {k: [] for k in contenders}
-    for _ in range(args.reps):
-        for name, fn in contenders.items():
-            times[name].append(timed(fn))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    matmul_gflops = 2 * args.matmul**3 / med["matmul"] / 1e9
+    med = alternate(contenders, args.reps)
+    matmul = 2 * args.matmul**3 / med["matmul"] / 1e9
     step_flops = 3 * batched.flops_per_image() * args.batch  # forward + 2x backward, network layers only
     step_gflops = step_flops / med["batched"] / 1e9
     fwd_bwd_gflops = step_flops / med["fwd_bwd"] / 1e9
@@ -147,10 +120,10 @@ def main(argv=None) -> dict:
         "step_seconds_loop": med["loop"],
         "images_per_s": args.batch / med["batched"],
         "step_gflops": step_gflops,
-        "matmul_gflops": matmul_gflops,
-        "fraction_of_matmul": step_gflops / matmul_gflops,
+        "matmul_gflops": matmul,
+        "fraction_of_matmul": step_gflops / matmul,
         "fwd_bwd_seconds": med["fwd_bwd"],
-        "fwd_bwd_fraction_of_matmul": fwd_bwd_gflops / matmul_gflops,
+        "fwd_bwd_fraction_of_matmul": fwd_bwd_gflops / matmul,
         "batched_vs_loop_speedup": med["loop"] / med["batched"],
     }
     print(
@@ -159,7 +132,7 @@ def main(argv=None) -> dict:
         f" = {out['images_per_s']:.0f} images/s"
     )
     print(
-        f"  {step_gflops:.0f} GFLOP/s vs {matmul_gflops:.0f} GFLOP/s for a {args.matmul}^3 float32 matmul: "
+        f"  {step_gflops:.0f} GFLOP/s vs {matmul:.0f} GFLOP/s for a {args.matmul}^3 float32 matmul: "
         f"{100 * out['fraction_of_matmul']:.0f}% (aim >= 50%)"
     )
     print(
@@ -171,9 +144,7 @@ def main(argv=None) -> dict:
         f" / {1e3 * med['batched']:.0f} ms "
         f"= {out['batched_vs_loop_speedup']:.2f}x (aim >= 1.5x)"
     )
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    write_json(args.json, out)
     return out
 
 

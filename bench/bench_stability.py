@@ -4,18 +4,19 @@
    grid (n = 10, L = 8, 500 steps; the loop is timed on --loop-runs runs and scaled).
 2. Achieved GFLOP/s of the engine (its batched matmuls, 3 (L - 1) per step of 2 n^3 each) as
    a fraction of a large float32 matmul measured in the same run.
-Writes the numbers as JSON (--out). Cores shared with other work make both ratios noisy.
+Writes the numbers as JSON (--json). Cores shared with other work make both ratios noisy.
+
+    .venv/bin/python bench/bench_stability.py [--runs 2000] [--reps 1] [--threads 2]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import torch
+from common import matmul_gflops, parser, write_json
 
-from pipeline import stability as st
+from pipeline.stability import model as st
 
 
 def engine_seconds(runs, n, L, steps, dtype=torch.float32):
@@ -53,28 +54,17 @@ def loop_seconds(runs, n, L, steps):
     return t_total
 
 
-def matmul_gflops(size=2048, reps=5):
-    a = torch.randn(size, size)
-    a @ a
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ a
-    return 2 * size**3 * reps / (time.perf_counter() - t0) / 1e9
-
-
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser("bench_stability", __doc__, reps=1, threads=torch.get_num_threads())
     p.add_argument("--runs", type=int, default=2000)
     p.add_argument("--loop-runs", type=int, default=20)
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--depth", type=int, default=8)
     p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--out", default="results/benchmarks/stability/bench_stability.json")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     big = matmul_gflops()
-    eng, res = engine_seconds(a.runs, a.n, a.depth, a.steps)
+    eng, res = min((engine_seconds(a.runs, a.n, a.depth, a.steps) for _ in range(a.reps)), key=lambda x: x[0])
     loop = loop_seconds(a.loop_runs, a.n, a.depth, a.steps) * a.runs / a.loop_runs
     big = max(big, matmul_gflops())
     flops = a.runs * a.steps * 3 * (a.depth - 1) * 2 * a.n**3
@@ -99,10 +89,7 @@ def main():
         f"engine {out['engine_gflops']:.1f} GFLOP/s = {100 * out['fraction_of_matmul']:.1f}% of a 2048^3 "
         f"float32 matmul ({big:.0f} GFLOP/s)"
     )
-    from pathlib import Path
-
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+    write_json(a.json, out)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The claims of the paper (SPEC section 6), each checked against the aggregated tables.
+"""The claims of the paper (docs/claims.md), each checked against the aggregated tables.
 
 One function per claim. Each takes the tables it needs (a DataFrame, or None where the study
 was switched off or its table does not exist) and the thresholds of the config's
@@ -425,32 +425,6 @@ def claim7_mnist_gap(mnist: pd.DataFrame | None, th: Mapping) -> Verdict:
 
 
 # ------------------------------------------------------------------------------ all -------
-
-
-def study_enabled(config: Mapping, study: str) -> bool:
-    """Whether `study`'s config block exists and says `enabled: true`."""
-    block = config.get(study)
-    return isinstance(block, Mapping) and bool(block.get("enabled", False))
-
-
-def claim_table_paths(config: Mapping) -> dict[str, str]:
-    """The aggregated tables the claims read, {name in TABLES: path}, for the enabled studies.
-
-    A stability sub-study whose own block says `enabled: false` is left out; MNIST counts
-    only when the paper's variant (`report.claims.mnist_variant`) is among its variants.
-    """
-    tables = {}
-    if study_enabled(config, "stability"):
-        for sub in ("scalar", "depth", "single_vs_double"):
-            block = config["stability"].get(sub)
-            if not (isinstance(block, Mapping) and block.get("enabled") is False):
-                tables[sub] = f"results/stability/{sub}/runs.parquet"
-    if study_enabled(config, "bias1d"):
-        tables["bias1d"] = "results/bias1d/runs.parquet"
-    variant = config["report"]["claims"]["mnist_variant"]
-    if study_enabled(config, "mnist") and variant in (config["mnist"].get("variants") or []):
-        tables["mnist"] = f"results/mnist/{variant}/metrics.parquet"
-    return tables
 
 
 def read_table(path: str | Path | None) -> pd.DataFrame | None:

@@ -1,13 +1,50 @@
-"""Config validation against the workflow's JSON Schema, with one-sentence errors."""
+"""The workflow's config: schema validation, the rules between keys, and the slices rules use.
+
+`validate` runs when the Snakefile is parsed, so `snakemake -n` already fails on a bad
+config, with one sentence naming the key: first the JSON Schema (types, ranges, unknown
+keys; it also fills in every default), then `check_relations`, the rules that tie keys
+together (an interval's low below its high, a figure setting naming a regime or seed that
+the grid has, ...).
+
+Rules pass config to their jobs through `params`, which Snakemake compares with the last run
+to decide what to re-run. `numbers` gives the slice of a block that can change a result:
+without the keys of `RUNTIME_KEYS` (threads, GPUs, where the data come from), and with its
+mappings in sorted key order, so that the same values merged from config files in another
+order compare equal.
+"""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import yaml
 from jsonschema import Draft202012Validator, validators
 
 from pipeline.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config.yaml"
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+# Keys that change no number of any table or figure: they are kept out of every rule's params
+# (jobs read them from `snakemake.config` or get them as threads / resources), so changing
+# them re-runs nothing.
+RUNTIME_KEYS = frozenset(
+    {
+        "mnist_dir",
+        "data.mirrors",
+        "data.timeout_s",
+        "stability.threads",
+        "bias1d.threads",
+        "mnist.threads",
+        "mnist.gpu",
+    }
+)
+
+
+# ------------------------------------------------------------------ loading, validating ---
 
 
 def _with_defaults(cls):
@@ -18,35 +55,30 @@ def _with_defaults(cls):
         if isinstance(instance, dict):
             for key, sub in props.items():
                 if "default" in sub:
-                    instance.setdefault(key, _copy(sub["default"]))
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
         yield from check_properties(validator, props, instance, schema)
 
     return validators.extend(cls, {"properties": properties})
 
 
-def _copy(value):
-    import copy
-
-    return copy.deepcopy(value)
-
-
 _Validator = _with_defaults(Draft202012Validator)
 
 
-def load_schema(path: str | Path) -> dict:
+def load_schema(path: str | Path = SCHEMA) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
-def validate(config: dict, schema_path: str | Path) -> dict:
-    """Validate `config` in place (filling defaults) and return it.
+def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
+    """Validate `config` in place (filling defaults), check the rules between keys, return it.
 
-    Raises `UserError` with one sentence naming the offending key, its value and the rule
-    it breaks (plus the key's description), for the first error found.
+    Raises `UserError` with one sentence naming the offending key for the first error found.
     """
-    schema = load_schema(schema_path)
-    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        _Validator(load_schema(schema_path)).iter_errors(config), key=lambda e: list(e.absolute_path)
+    )
     if errors:
         raise UserError(describe(errors[0]))
+    check_relations(config)
     return config
 
 
@@ -59,5 +91,153 @@ def describe(error) -> str:
         names = ", ".join(map(repr, unknown))
         return f"Unknown config key {names} {where} (known keys: {known}); check its spelling."
     desc = error.schema.get("description", "")
-    hint = f" ({desc.strip().rstrip('.')})" if desc else ""
+    hint = f" ({' '.join(desc.split()).rstrip('.')})" if desc else ""
     return f"Config key {key} = {error.instance!r} is invalid: {error.message}{hint}."
+
+
+def merge(base: dict, override: Mapping) -> dict:
+    """Deep-merge `override` into `base` (in place), as Snakemake stacks config files."""
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def load_config(*overrides: str | Path | Mapping) -> dict:
+    """config.yaml with `overrides` (files or dicts) stacked on it, validated: what a run uses."""
+    config = yaml.safe_load(CONFIG.read_text())
+    for over in overrides:
+        merge(config, over if isinstance(over, Mapping) else yaml.safe_load(Path(over).read_text()) or {})
+    return validate(config)
+
+
+# ------------------------------------------------------------------ slices for params ----
+
+
+def canonical(value):
+    """`value` with every mapping's keys in sorted order (recursively)."""
+    if isinstance(value, Mapping):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    return value
+
+
+def numbers(config: Mapping, path: str, drop: Iterable[str] = ()) -> dict:
+    """The block at dotted `path` without runtime keys and without `drop`, canonical.
+
+    What a rule passes as params: exactly the values its numbers depend on.
+    """
+    block = config
+    for part in path.split("."):
+        block = block[part]
+    skip = set(drop) | {k[len(path) + 1 :] for k in RUNTIME_KEYS if k.startswith(path + ".")}
+    return canonical({k: v for k, v in block.items() if k not in skip})
+
+
+def without_runtime_keys(config: Mapping) -> dict:
+    """The whole config without the keys of RUNTIME_KEYS (what the results depend on)."""
+    return {
+        k: numbers(config, k) if isinstance(v, Mapping) else v
+        for k, v in config.items()
+        if k not in RUNTIME_KEYS
+    }
+
+
+# ------------------------------------------------------------------ rules between keys ----
+
+
+def _fail(message: str) -> None:
+    raise UserError(message)
+
+
+def _ordered(key: str, low: float, high: float, strict: bool = False) -> None:
+    if low > high or (strict and low == high):
+        word = "below" if strict else "at most"
+        _fail(f"Config key {key}: low ({low}) must be {word} high ({high}); swap or fix them.")
+
+
+def _unique(key: str, names: list[str]) -> None:
+    if len(set(names)) != len(names):
+        _fail(f"Config key {key} repeats a name ({', '.join(names)}); give each entry its own name.")
+
+
+def _member(key: str, value, allowed, what: str) -> None:
+    if value not in allowed:
+        listed = ", ".join(map(str, allowed))
+        _fail(f"Config key {key} = {value!r} is not {what} ({listed}); choose one of them.")
+
+
+def check_stability(config: Mapping) -> None:
+    st = config["stability"]
+    sc = st["scalar"]
+    if sc["delta_num"] > 0:
+        _ordered("stability.scalar.delta_min/delta_max", sc["delta_min"], sc["delta_max"])
+    if sc["delta_num"] == 0 and not sc["delta_factors"]:
+        _fail(
+            "Config keys stability.scalar.delta_num = 0 and delta_factors = [] leave no step size; set one."
+        )
+    _ordered("stability.depth.eig_low/eig_high", st["depth"]["eig_low"], st["depth"]["eig_high"])
+    svd = st["single_vs_double"]
+    _unique("stability.single_vs_double.regimes", [r["name"] for r in svd["regimes"]])
+    for reg in svd["regimes"]:
+        _ordered(f"stability.single_vs_double.regimes ({reg['name']})", reg["low"], reg["high"])
+    if not svd["deltas"] and not svd["delta_rel"]:
+        _fail("Config keys stability.single_vs_double.deltas and delta_rel are both empty; set a step.")
+    typical = config["figures"]["stability"]["typical"]
+    if st["enabled"] and svd["enabled"]:
+        key = "figures.stability.typical"
+        _member(f"{key}.regime", typical["regime"], [r["name"] for r in svd["regimes"]], "a regime run")
+        _member(f"{key}.depth", typical["depth"], svd["depths"], "a depth of stability.single_vs_double")
+        _member(f"{key}.delta_rel", typical["delta_rel"], svd["delta_rel"], "a relative step run")
+        _member(f"{key}.seed", typical["seed"], list(range(svd["seeds"])), "a seed run")
+
+
+def check_bias1d(config: Mapping) -> None:
+    b = config["bias1d"]
+    _ordered("bias1d.data", b["data"]["low"], b["data"]["high"], strict=True)
+    _unique("bias1d.intervals", [iv["name"] for iv in b["intervals"]])
+    for iv in b["intervals"]:
+        _ordered(f"bias1d.intervals ({iv['name']})", iv["low"], iv["high"], strict=True)
+    _ordered("bias1d.weight_init", b["weight_init"]["low"], b["weight_init"]["high"], strict=True)
+    kx, ky = b["piecewise"]["knots_x"], b["piecewise"]["knots_y"]
+    if len(kx) != len(ky):
+        _fail(
+            f"Config keys bias1d.piecewise.knots_x ({len(kx)} values) and knots_y ({len(ky)} values) "
+            "must have the same length."
+        )
+    if any(x1 <= x0 for x0, x1 in zip(kx, kx[1:], strict=False)):
+        _fail(f"Config key bias1d.piecewise.knots_x must be strictly increasing (got {kx}).")
+    fig = config["figures"]["bias1d"]
+    if b["enabled"]:
+        seeds = [b["seed_offset"] + k for k in range(b["seeds"])]
+        _member("figures.bias1d.seed", fig["seed"], seeds, "a seed of the bias1d runs")
+        if fig["depth"] is not None:
+            _member("figures.bias1d.depth", fig["depth"], b["depths"], "a depth of bias1d.depths")
+
+
+def check_mnist(config: Mapping) -> None:
+    m = config["mnist"]
+    conv = m["conv"]
+    side = 28 + 2 * conv["padding"] - conv["size"] + 1
+    if side < conv["pool"]:
+        _fail(
+            f"Config key mnist.conv: the convolution (size {conv['size']}, padding {conv['padding']}) "
+            f"leaves {side}x{side} pixels, fewer than one max-pool window of {conv['pool']}; "
+            "lower mnist.conv.pool or size."
+        )
+    _ordered("mnist.init.bias_low/bias_high", m["init"]["bias_low"], m["init"]["bias_high"])
+    drift_epoch = config["figures"]["mnist"]["drift_epoch"]
+    if drift_epoch > m["epochs"]:
+        _fail(
+            f"Config key figures.mnist.drift_epoch = {drift_epoch} is after the last epoch ({m['epochs']})."
+        )
+
+
+def check_relations(config: Mapping) -> None:
+    """Every rule between config keys that the schema cannot express; raises `UserError`."""
+    check_stability(config)
+    check_bias1d(config)
+    check_mnist(config)

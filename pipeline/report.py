@@ -1,19 +1,18 @@
 """The HTML report: one self-contained page (claims, figures, provenance), no external requests.
 
-Figures are embedded as base64 PNG data URIs and the CSS is inline, so the file opens the
-same anywhere, offline. Captions are the reStructuredText files of the figures, shown as
-plain paragraphs.
+The page is rendered from the Jinja2 template `templates/report.html.j2`; figures are
+embedded as base64 PNG data URIs and the CSS is inline, so the file opens the same anywhere,
+offline. Captions are the figures' reStructuredText files rendered to HTML by docutils.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import html
+import io
 import json
 import os
 import platform
-import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +21,14 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+from docutils.core import publish_parts
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 # Study keys in report order, with their section titles.
 STUDY_TITLES = {
-    "stability": "Lyapunov stability of gradient descent (SPEC sections 1-2)",
-    "bias1d": "Convex residual pairs in 1-D: bias initialisation (SPEC sections 3-4)",
-    "mnist": "MNIST with 20 convex residual networks (SPEC section 5)",
+    "stability": "Lyapunov stability of gradient descent (docs/science.md sections 1-2)",
+    "bias1d": "Convex residual pairs in 1-D: bias initialisation (docs/science.md sections 3-4)",
+    "mnist": "MNIST with 20 convex residual networks (docs/science.md section 5)",
 }
 PACKAGES = (
     "torch",
@@ -42,13 +43,15 @@ PACKAGES = (
     "pyyaml",
 )
 BENCHMARK_COLUMNS = ["job", "study", "s", "max_rss", "cpu_time"]
+VERDICT_ORDER = ("supported", "not supported", "inconclusive", "not run")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 @dataclass
 class Figure:
     name: str
     png: Path
-    caption: list[str] = field(default_factory=list)
+    caption: str = ""  # HTML
 
 
 @dataclass
@@ -59,42 +62,41 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
 
 
-# ------------------------------------------------------------------------ inputs ----------
+# ------------------------------------------------------------------------ captions --------
 
 
-def rst_to_paragraphs(text: str) -> list[str]:
-    """Plain-text paragraphs of a short reStructuredText caption (markup removed)."""
-    text = re.sub(r":[a-z]+:`([^`]*)`", r"\1", text)  # roles such as :math:`x`
-    text = re.sub(r"`([^`<]*?)\s*<[^>]*>`_+", r"\1", text)  # `text <url>`_
-    text = re.sub(r"``([^`]*)``", r"\1", text)
-    text = re.sub(r"`([^`]*)`_*", r"\1", text)
-    text = re.sub(r"\*\*([^*]+)\*\*", r"\1", text)
-    text = re.sub(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])", r"\1", text)
-    paragraphs = []
-    for block in re.split(r"\n\s*\n", text):
-        lines = [ln.strip() for ln in block.splitlines()]
-        lines = [ln for ln in lines if ln and not re.fullmatch(r"([=\-~^\"'`#*+.])\1{2,}", ln)]
-        lines = [ln for ln in lines if not ln.startswith(".. ")]
-        if lines:
-            paragraphs.append(" ".join(lines))
-    return paragraphs
+def rst_to_html(text: str) -> tuple[str, list[str]]:
+    """A reStructuredText caption as an HTML fragment, and docutils' messages about it.
+
+    An empty message list means the caption rendered cleanly (no undefined substitution,
+    no unknown role, no malformed markup); messages are collected, never printed.
+    """
+    stream = io.StringIO()
+    parts = publish_parts(
+        text,
+        writer="html5",
+        settings_overrides={
+            "report_level": 2,  # warnings and errors
+            "halt_level": 5,  # never raise
+            "warning_stream": stream,
+            "embed_stylesheet": False,
+            "doctitle_xform": False,
+        },
+    )
+    messages = [line for line in stream.getvalue().splitlines() if line.strip()]
+    return parts["body"], messages
 
 
-def caption_for(png: str | Path, study: str, captions: Sequence[str | Path]) -> list[str]:
-    """The caption paragraphs of `png`: the file `<study>_<stem>.rst` among `captions` ([] if none)."""
+def caption_html(png: str | Path, study: str, captions: Sequence[str | Path]) -> str:
+    """The rendered caption of `png`: the file `<study>_<stem>.rst` among `captions` ('' if none)."""
     name = f"{study}_{Path(png).stem}.rst"
     for path in map(Path, captions):
         if path.name == name and path.is_file():
-            return rst_to_paragraphs(path.read_text())
-    return []
+            return rst_to_html(path.read_text())[0]
+    return ""
 
 
-def caption_files(figures: Mapping[str, Sequence[str]], caption_dir: str | Path) -> list[str]:
-    """The caption files that exist for the registered figures, `<study>_<stem>.rst`."""
-    paths = [
-        Path(caption_dir) / f"{study}_{Path(png).stem}.rst" for study, pngs in figures.items() for png in pngs
-    ]
-    return [str(p) for p in paths if p.is_file()]
+# ------------------------------------------------------------------------ inputs ----------
 
 
 def png_data_uri(path: str | Path) -> str:
@@ -210,7 +212,7 @@ def build_sections(
         pngs = list(figures.get(study, []))
         section = Section(study, STUDY_TITLES.get(study, study), bool(enabled.get(study, bool(pngs))))
         for png in pngs:
-            section.figures.append(Figure(Path(png).stem, Path(png), caption_for(png, study, captions)))
+            section.figures.append(Figure(Path(png).stem, Path(png), caption_html(png, study, captions)))
         sections.append(section)
     return sections
 
@@ -256,86 +258,34 @@ footer { margin-top: 48px; color: var(--muted); font-size: 13px; }
 """
 
 
-def _e(text) -> str:
-    return html.escape(str(text), quote=True)
-
-
 def _title(name: str) -> str:
     """A figure's file stem as a heading: 'single_vs_double' -> 'Single vs double'."""
     text = name.replace("_", " ").strip()
     return text[:1].upper() + text[1:]
 
 
-def _badge(verdict: str) -> str:
-    return f'<span class="badge {verdict.replace(" ", "-")}">{_e(verdict)}</span>'
-
-
-def _claims_table(claims: pd.DataFrame) -> str:
-    rows = "".join(
-        f'<tr><td class="id">{int(r.claim_id)}</td><td class="claim">{_e(r.claim)}</td>'
-        f'<td class="verdict">{_badge(r.verdict)}</td><td class="evidence">{_e(r.evidence)}</td></tr>'
-        for r in claims.itertuples()
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    counts = claims["verdict"].value_counts()
-    summary = " ".join(
-        f"{_badge(v)}&times;{int(counts[v])}"
-        for v in ("supported", "not supported", "not run")
-        if v in counts
-    )
-    return (
-        f'<p class="summary">{summary}</p>'
-        '<table id="claims-table"><thead><tr><th>#</th><th>Claim (SPEC section 6)</th><th>Verdict</th>'
-        f"<th>Evidence (measured)</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
+    env.filters["data_uri"] = png_data_uri
+    env.filters["title"] = _title
+    env.filters["css_class"] = lambda verdict: verdict.replace(" ", "-")
+    return env
 
 
-def _section(section: Section) -> str:
-    out = [f'<section id="study-{_e(section.study)}"><h2>{_e(section.title)}</h2>']
-    if not section.enabled:
-        out.append(
-            f'<p class="notrun">Not run: the study <code>{_e(section.study)}</code> '
-            "is disabled in config.</p>"
-        )
-    elif not section.figures:
-        out.append('<p class="notrun">No figures registered for this study.</p>')
-    for fig in section.figures:
-        caption = "".join(f"<p>{_e(p)}</p>" for p in fig.caption)
-        out.append(
-            f'<figure id="fig-{_e(section.study)}-{_e(fig.name)}"><img src="{png_data_uri(fig.png)}" '
-            f'alt="{_e(fig.name)}"><figcaption><b>{_e(_title(fig.name))}</b>{caption}</figcaption></figure>'
-        )
-    out.append("</section>")
-    return "".join(out)
-
-
-def _dl(items: Mapping[str, str]) -> str:
-    return "<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items.items()) + "</dl>"
-
-
-def _benchmarks(bench: pd.DataFrame) -> str:
+def _benchmark_tables(bench: pd.DataFrame) -> tuple[list[dict], list[dict]]:
     if bench.empty:
-        return '<p class="notrun">No benchmark files found under results/benchmarks/.</p>'
-    per_study = bench.groupby("study", sort=True)["s"].agg(["count", "sum", "max"])
-    head = "".join(
-        f'<tr><td>{_e(s or "(top level)")}</td><td class="num">{int(r["count"])}</td>'
-        f'<td class="num">{r["sum"]:.1f}</td><td class="num">{r["max"]:.1f}</td></tr>'
-        for s, r in per_study.iterrows()
-    )
-    summary_table = (
-        "<table><thead><tr><th>Study</th><th>Jobs</th><th>Total wall time (s)</th><th>Longest job (s)</th>"
-        f"</tr></thead><tbody>{head}</tbody></table>"
-    )
-    rows = "".join(
-        f'<tr><td>{_e(r.job)}</td><td class="num">{r.s:.2f}</td><td class="num">{r.cpu_time:.2f}</td>'
-        f'<td class="num">{r.max_rss:.0f}</td></tr>'
-        for r in bench.sort_values(["study", "job"]).itertuples()
-    )
-    jobs = (
-        f"<details><summary>All {len(bench)} jobs</summary><table><thead><tr><th>Job (benchmark file)</th>"
-        "<th>Wall (s)</th><th>CPU (s)</th><th>Max RSS (MB)</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table></details>"
-    )
-    return summary_table + jobs
+        return [], []
+    per_study = bench.groupby("study", sort=True)["s"].agg(["count", "sum", "max"]).reset_index()
+    studies = [
+        {"study": r.study or "(top level)", "jobs": int(r["count"]), "total": r["sum"], "longest": r["max"]}
+        for _, r in per_study.iterrows()
+    ]
+    return studies, bench.sort_values(["study", "job"]).to_dict("records")
 
 
 def render_html(
@@ -346,30 +296,22 @@ def render_html(
     title: str = "Residual networks: Lyapunov stability and convex decomposition, reproduced",
 ) -> str:
     """The whole report page as one string."""
-    toc = ['<li><a href="#claims">Claims and verdicts</a></li>']
-    toc += [f'<li><a href="#study-{_e(s.study)}">{_e(s.title)}</a></li>' for s in sections]
-    toc.append('<li><a href="#provenance">Provenance</a></li>')
-    made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = [
-        f"<h1>{_e(title)}</h1>",
-        '<p class="sub">Reproduction of K. Nar and S. S. Sastry (2018), arXiv:1803.08203. Every verdict is '
-        "computed from this run's tables with the thresholds of the config's <code>report.claims</code> "
-        f"block. Built {made}.</p>",
-        f"<nav><b>Contents</b><ol>{''.join(toc)}</ol></nav>",
-        f'<section id="claims"><h2>Claims and verdicts</h2>{_claims_table(claims)}</section>',
-        *(_section(s) for s in sections),
-        '<section id="provenance"><h2>Provenance</h2>',
-        _dl(provenance),
-        "<h3>Wall time per job (Snakemake benchmark files)</h3>",
-        _benchmarks(benchmarks),
-        "</section>",
-        "<footer>Self-contained page: figures are embedded, nothing is loaded from the network.</footer>",
-    ]
+    counts = claims["verdict"].value_counts()
+    studies, jobs = _benchmark_tables(benchmarks)
     return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{CSS}</style></head>"
-        f"<body><main>{''.join(body)}</main></body></html>\n"
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            title=title,
+            css=CSS,
+            built=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            claims=claims.to_dict("records"),
+            verdict_counts=[(v, int(counts[v])) for v in VERDICT_ORDER if v in counts],
+            sections=sections,
+            provenance=provenance,
+            bench_studies=studies,
+            bench_jobs=jobs,
+        )
     )
 
 

@@ -8,26 +8,19 @@ import pytest
 import torch
 import yaml
 
-from pipeline import bias1d as nets
-from pipeline import bias1d_study as study
-from pipeline.bias1d_reference import train_one_by_one
-from pipeline.config import validate
+from pipeline.bias1d import model as nets
+from pipeline.bias1d import study
+from pipeline.bias1d.reference import train_one_by_one
 from pipeline.errors import UserError
-from tests.conftest import REPO, dry_run
+from tests.helpers import dry_run, small_config
 
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SHRUNK = {"seeds": 2, "data": {"points": 15}, "optimizer": {"iterations": 300}, "grid_points": 51}
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    """The default bias1d block, shrunk to seconds."""
-    c = validate(yaml.safe_load((REPO / "config.yaml").read_text()), SCHEMA)["bias1d"]
-    c = copy.deepcopy(c)
-    c["seeds"] = 2
-    c["data"]["points"] = 15
-    c["optimizer"]["iterations"] = 300
-    c["grid_points"] = 51
-    return c
+    """The bias1d block of the smoke config, shrunk to seconds."""
+    return small_config({"bias1d": SHRUNK})["bias1d"]
 
 
 def random_params(runs, depth, seed=0, b_range=1.0):
@@ -202,19 +195,28 @@ def test_divergence_is_an_outcome_not_an_exception(cfg):
     ("change", "message"),
     [
         (
-            lambda c: c["intervals"].append({"name": "bad", "low": 1.0, "high": 0.0}),
-            "entry 'bad' has low 1.0 >= high",
+            {
+                "intervals": [
+                    {"name": "narrow", "low": -0.25, "high": 0.25},
+                    {"name": "bad", "low": 1.0, "high": 0.0},
+                ]
+            },
+            r"bias1d.intervals \(bad\): low \(1.0\) must be below high \(0.0\)",
         ),
-        (lambda c: c["piecewise"]["knots_x"].reverse(), "knots_x must be strictly increasing"),
-        (lambda c: c["intervals"].append(dict(c["intervals"][0])), "repeated names"),
-        (lambda c: c["weight_init"].update(low=0.5, high=0.1), "0 <= low < high"),
+        (
+            {"piecewise": {"knots_x": [1.0, 0.6, 0.2, -0.2, -0.6, -1.0]}},
+            "knots_x must be strictly increasing",
+        ),
+        (
+            {"intervals": [{"name": "a", "low": 0, "high": 1}, {"name": "a", "low": 0, "high": 2}]},
+            "repeats a name",
+        ),
+        ({"weight_init": {"low": 0.5, "high": 0.1}}, r"bias1d.weight_init: low \(0.5\) must be below high"),
     ],
 )
-def test_bad_relations_give_one_sentence(cfg, change, message):
-    c = copy.deepcopy(cfg)
-    change(c)
+def test_bad_relations_give_one_sentence(change, message):
     with pytest.raises(UserError, match=message):
-        study.check_config(c)
+        small_config({"bias1d": change})
 
 
 @pytest.mark.workflow

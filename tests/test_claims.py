@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from pipeline.claims import (
     CLAIMS,
@@ -13,7 +12,6 @@ from pipeline.claims import (
     NOT_RUN,
     NOT_SUPPORTED,
     SUPPORTED,
-    TABLES,
     check_claims,
     claim1_critical_step,
     claim2_edge_of_stability,
@@ -22,18 +20,14 @@ from pipeline.claims import (
     claim5_bias_drift,
     claim6_narrow_vs_wide,
     claim7_mnist_gap,
-    claim_table_paths,
     read_table,
 )
-from pipeline.config import validate
-from tests.conftest import REPO
+from pipeline.config import load_config
 
 
 @pytest.fixture(scope="module")
 def config():
-    return validate(
-        yaml.safe_load((REPO / "config.yaml").read_text()), REPO / "workflow/schemas/config.schema.yaml"
-    )
+    return load_config()
 
 
 @pytest.fixture(scope="module")
@@ -328,24 +322,3 @@ def test_check_claims_table(th, tmp_path):
     tables["scalar"].to_parquet(path)
     pd.testing.assert_frame_equal(read_table(path), tables["scalar"])
     assert read_table(tmp_path / "missing.parquet") is None and read_table(None) is None
-
-
-def test_claim_table_paths_follow_enabled_flags(config):
-    cfg = {
-        "report": config["report"],
-        "stability": {"enabled": True, "depth": {"enabled": False}},
-        "bias1d": {"enabled": False},
-        "mnist": {"enabled": True, "variants": ["pair", "mlp"]},
-    }
-    paths = claim_table_paths(cfg)
-    assert paths == {
-        "scalar": "results/stability/scalar/runs.parquet",
-        "single_vs_double": "results/stability/single_vs_double/runs.parquet",
-        "mnist": "results/mnist/pair/metrics.parquet",
-    }
-    assert set(paths) <= set(TABLES)
-    cfg["mnist"]["variants"] = ["mlp"]
-    cfg["stability"]["enabled"] = False
-    assert claim_table_paths(cfg) == {}
-    # a study missing from the config altogether counts as not run
-    assert claim_table_paths({"report": config["report"]}) == {}

@@ -1,6 +1,19 @@
-"""Bad input a user can give fails fast, before any job, with a message naming the cause."""
+"""The config checks itself: schema defaults, rules between keys, errors before any job, params."""
 
-from tests.conftest import dry_run, snakemake
+import copy
+
+import pytest
+import yaml
+
+from pipeline.config import RUNTIME_KEYS, canonical, load_config, numbers, validate
+from pipeline.errors import UserError
+from tests.helpers import REPO, dry_run, snakemake
+
+
+def test_config_yaml_equals_the_schema_defaults():
+    from_schema = validate({})
+    from_file = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert canonical(from_file) == canonical(from_schema)
 
 
 def test_default_config_dry_run_lists_the_dag(workflow_copy):
@@ -25,3 +38,66 @@ def test_missing_local_data_folder_fails_before_any_job(workflow_copy, tmp_path)
     proc = snakemake(workflow_copy, "-n", "--config", f"mnist_dir={missing}", check=False, timeout=300)
     assert proc.returncode != 0
     assert f"The MNIST folder '{missing}' (config key mnist_dir) does not exist" in proc.stdout + proc.stderr
+
+
+# Configs that break a rule between keys, and the key the error must name.
+BAD_RELATIONS = [
+    ({"stability": {"scalar": {"delta_min": 9.0, "delta_max": 1.0}}}, "stability.scalar.delta_min/delta_max"),
+    ({"stability": {"scalar": {"delta_num": 0, "delta_factors": []}}}, "stability.scalar.delta_num"),
+    ({"stability": {"depth": {"eig_low": 3.0}}}, "stability.depth.eig_low/eig_high"),
+    (
+        {"stability": {"single_vs_double": {"regimes": [{"name": "a", "low": 1, "high": -1}]}}},
+        "stability.single_vs_double.regimes",
+    ),
+    ({"figures": {"stability": {"typical": {"regime": "nope"}}}}, "figures.stability.typical.regime"),
+    ({"figures": {"stability": {"typical": {"depth": 5}}}}, "figures.stability.typical.depth"),
+    ({"figures": {"stability": {"typical": {"delta_rel": 0.3}}}}, "figures.stability.typical.delta_rel"),
+    ({"figures": {"stability": {"typical": {"seed": 50}}}}, "figures.stability.typical.seed"),
+    ({"bias1d": {"data": {"low": 1.0, "high": -1.0}}}, "bias1d.data"),
+    ({"bias1d": {"intervals": [{"name": "x", "low": 1.0, "high": 0.5}]}}, "bias1d.intervals (x)"),
+    ({"bias1d": {"piecewise": {"knots_y": [0.0, 1.0]}}}, "bias1d.piecewise.knots_x"),
+    ({"figures": {"bias1d": {"seed": 99}}}, "figures.bias1d.seed"),
+    ({"figures": {"bias1d": {"depth": 7}}}, "figures.bias1d.depth"),
+    ({"mnist": {"conv": {"size": 28, "padding": 0, "pool": 4}}}, "mnist.conv"),
+    ({"mnist": {"init": {"bias_low": 2.0}}}, "mnist.init.bias_low/bias_high"),
+    ({"figures": {"mnist": {"drift_epoch": 31}}}, "figures.mnist.drift_epoch"),
+]
+
+
+@pytest.mark.parametrize(("override", "key"), BAD_RELATIONS)
+def test_rules_between_keys_name_the_key(override, key):
+    with pytest.raises(UserError, match=key.replace("(", r"\(").replace(")", r"\)")):
+        load_config(override)
+
+
+@pytest.mark.parametrize(("override", "key"), BAD_RELATIONS[::5])
+def test_a_broken_rule_between_keys_fails_the_dry_run(workflow_copy, tmp_path, override, key):
+    proc = dry_run(workflow_copy, override, tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and key in out and "Traceback" not in out
+    assert "Job stats" not in out  # it failed before building any job
+
+
+def test_params_slices_leave_out_runtime_keys_and_ignore_key_order():
+    config = load_config()
+    assert "threads" not in numbers(config, "mnist") and "gpu" not in numbers(config, "mnist")
+    assert "threads" not in numbers(config, "bias1d") and "threads" not in numbers(config, "stability")
+    assert {k.split(".")[0] for k in RUNTIME_KEYS} <= set(config)
+    shuffled = copy.deepcopy(config)
+    shuffled["mnist"] = dict(reversed(list(shuffled["mnist"].items())))
+    assert repr(numbers(shuffled, "mnist")) == repr(numbers(config, "mnist"))
+
+
+def test_default_profile_is_in_effect(workflow_copy):
+    """profiles/default sets cores: all; without it a dry run schedules one core per job."""
+    import os
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two cores to see the profile's cores: all")
+    with_profile = snakemake(workflow_copy, "-n", timeout=300).stdout
+    without = snakemake(workflow_copy, "-n", "--workflow-profile", "none", timeout=300).stdout
+    block = r"rule mnist_shard:\n(?:    .*\n)*?    threads: 2\n"
+    import re
+
+    assert re.search(block, with_profile), with_profile[-3000:]
+    assert not re.search(block, without)

@@ -9,7 +9,7 @@ import torch
 
 from pipeline import data
 from pipeline.errors import UserError
-from tests.conftest import write_idx
+from tests.helpers import write_idx
 
 
 def test_fetch_from_gz_folder_verifies_and_decompresses(fake_mnist, tmp_path):
@@ -24,7 +24,7 @@ def test_fetch_from_gz_folder_verifies_and_decompresses(fake_mnist, tmp_path):
 
 
 def test_fetch_accepts_uncompressed_files(tmp_path):
-    from tests.conftest import make_fake_mnist
+    from tests.helpers import make_fake_mnist
 
     md5 = make_fake_mnist(tmp_path / "src", compress=False)
     paths = data.fetch_mnist(tmp_path / "raw", md5, mnist_dir=str(tmp_path / "src"))

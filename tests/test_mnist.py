@@ -16,36 +16,34 @@ import torch
 
 from pipeline.data import load_mnist
 from pipeline.errors import UserError
-from pipeline.mnist import ResidualPairs, feature_size, reference_scores, resolve_device
-from pipeline.mnist_train import CHECKPOINT, train
-from tests.conftest import REPO, dry_run, make_fake_mnist
+from pipeline.mnist.model import ResidualPairs, feature_size, reference_scores, resolve_device
+from pipeline.mnist.train import CHECKPOINT, train
+from tests.helpers import REPO, dry_run, make_fake_mnist, small_config
 
-TINY = {
-    "enabled": True,
-    "variants": ["pair"],
-    "device": "cpu",
-    "gpu": 0,
-    "threads": 1,
-    "matmul_precision": "highest",
-    "seed": 3,
-    "epochs": 3,
-    "batch_size": 32,
-    "eval_batch_size": 100,
-    "train_subset": 0,
-    "test_subset": 0,
-    "conv": {"filters": 2, "size": 5, "padding": 2, "pool": 4},
-    "depth": 3,
-    "loss": "mse",
-    "optimizer": {"name": "adam", "lr": 1e-2, "momentum": 0.9, "nesterov": True, "schedule": "constant"},
-    "init": {"v_scale": 0.1, "bias_low": -1.0, "bias_high": 1.0, "out_scale": 1.0},
-    "lipschitz_points": 50,
-}
+# The mnist block of the smoke config, shrunk to seconds on the synthetic data.
+TINY = small_config(
+    {
+        "mnist": {
+            "device": "cpu",
+            "epochs": 3,
+            "batch_size": 32,
+            "eval_batch_size": 100,
+            "train_subset": 0,
+            "test_subset": 0,
+            "conv": {"filters": 2},
+            "depth": 3,
+            "optimizer": {"lr": 1e-2},
+            "lipschitz_points": 50,
+        }
+    }
+)["mnist"]
 # Columns that must agree exactly between runs (the timing columns cannot).
 NUMBERS = ["variant", "epoch", "train_acc", "test_acc", "train_loss", "test_loss", "status"]
 
 
 def tiny(**over) -> dict:
-    cfg = copy.deepcopy(TINY)
+    """TINY with one seed (3), then `over` (nested keys joined by "__")."""
+    cfg = copy.deepcopy(TINY) | {"seed": 3}
     for key, value in over.items():
         *path, last = key.split("__")
         d = cfg
@@ -179,7 +177,7 @@ KILL_DRIVER = textwrap.dedent(
     import json, os, signal, sys
     import torch
     from pipeline.data import load_mnist
-    from pipeline.mnist_train import train
+    from pipeline.mnist.train import train
     cfg, folder, ckpt, out, kill_at = json.loads(sys.argv[1])
     torch.set_num_threads(1)
 
@@ -232,16 +230,12 @@ def test_unknown_variant_fails_before_any_job(workflow_copy, tmp_path):
 
 
 @pytest.mark.workflow
-def test_smoke_run_writes_every_mnist_output(smoke_run):
-    import yaml
-
+def test_smoke_run_writes_every_mnist_output(smoke_run, smoke_config):
     work, _ = smoke_run
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
-    variants = smoke.get("mnist", {}).get("variants", cfg["mnist"]["variants"])
-    epochs = smoke.get("mnist", {}).get("epochs", cfg["mnist"]["epochs"])
+    cfg = smoke_config["mnist"]
+    epochs = cfg["epochs"]
     res = work / "results" / "mnist"
-    for variant in variants:
+    for variant in cfg["variants"]:
         m = pd.read_parquet(res / variant / "metrics.parquet")
         cols = [
             "variant",
@@ -256,13 +250,16 @@ def test_smoke_run_writes_every_mnist_output(smoke_run):
         assert list(m.columns[:8]) == cols
         assert list(m["epoch"]) == list(range(1, epochs + 1)) and (m["variant"] == variant).all()
         assert m["test_acc"].between(0, 1).all() and (m["images_per_s"] > 0).all()
-        assert (res / variant / "model.pt").is_file() and (res / variant / "drift.parquet").is_file()
-        assert not (res / variant / "checkpoints" / CHECKPOINT).exists()  # removed once done
-        log = (work / "results" / "logs" / "mnist" / f"train_{variant}.log").read_text()
-        assert f"epoch {epochs}/{epochs}" in log
-    summary = pd.read_csv(res / "summary.csv")
-    assert list(summary["variant"]) == variants
-    assert summary.loc[summary["variant"] == "pair", "final_test_acc"].iloc[0] > 0.2  # chance is 0.1
+        for seed in cfg["seeds"]:
+            shard = res / variant / "shards" / f"seed{seed}"
+            assert (shard / "model.pt").is_file() and (shard / "drift.parquet").is_file()
+            assert not (shard / "checkpoints" / CHECKPOINT).exists()  # removed once done
+            log = (work / "results" / "logs" / "mnist" / variant / f"shard_seed{seed}.log").read_text()
+            assert f"epoch {epochs}/{epochs}" in log
+        summary = pd.read_csv(res / variant / "summary.csv")
+        assert list(summary["seed"]) == cfg["seeds"]
+        if variant == "pair":
+            assert summary["final_test_acc"].min() > 0.2  # chance is 0.1
     for name in ("accuracy", "gap", "drift"):
-        for fmt in cfg["figures"]["formats"]:
+        for fmt in smoke_config["figures"]["formats"]:
             assert (res / "figures" / f"{name}.{fmt}").stat().st_size > 0

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline.claims import CLAIMS, COLUMNS, VERDICTS
-from tests.conftest import copy_repo, make_fake_mnist, snakemake
+from tests.helpers import copy_repo, fake_mnist_config, small_config, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -103,17 +103,8 @@ def test_claim_threshold_reruns_only_the_report(smoke_run, tmp_path):
 
 def test_studies_switched_off_give_not_run(tmp_path):
     work = copy_repo(tmp_path / "wf")
-    md5 = make_fake_mnist(tmp_path / "mnist")
-    cfg = tmp_path / "off.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "mnist_dir": str(tmp_path / "mnist"),
-                "data": {"md5": md5, "mirrors": []},
-                **{study: {"enabled": False} for study in STUDIES},
-            }
-        )
-    )
+    off = {study: {"enabled": False} for study in STUDIES}
+    cfg = fake_mnist_config(tmp_path / "mnist", tmp_path / "off.yaml", **off)
     snakemake(work, "--cores", "2", "--configfile", "config/smoke.yaml", str(cfg), timeout=600)
     claims = pd.read_csv(work / "results" / "report" / "claims.csv")
     assert (claims["verdict"] == "not run").all() and len(claims) == 7
@@ -214,48 +205,30 @@ def test_report_in_headless_chromium(smoke_run, chromium, tmp_path):
 def test_sweep_grid_change_reruns_only_the_new_bias1d_shards(smoke_run, tmp_path):
     """Adding a depth to the 1-D study's grid trains only the new depth's shard."""
     work, args = smoke_run
-    cfg = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
-    depths = cfg["bias1d"]["depths"]
+    depths = small_config()["bias1d"]["depths"]
     new = max(depths) + 4
     jobs = dry_run_jobs(work, args, {"bias1d": {"depths": [*depths, new]}}, tmp_path)
-    train = [outs for rule, outs in jobs if rule == "bias1d_train"]
+    train = [outs for rule, outs in jobs if rule == "bias1d_shard"]
     assert train and all(f"/L{new}/" in o for outs in train for o in outs), train
-    downstream = {rule for rule, outs in jobs if rule != "bias1d_train"}
+    downstream = {rule for rule, outs in jobs if rule != "bias1d_shard"}
     assert "bias1d_aggregate" in downstream and {"report_claims", "report_html"} <= downstream
     stray = [
         (r, o)
         for r, o in jobs
-        if r not in ("bias1d_train", "bias1d_aggregate") and not (is_figure_job(o) or is_report_job(o))
+        if r not in ("bias1d_shard", "bias1d_aggregate") and not (is_figure_job(o) or is_report_job(o))
     ]
     assert not stray, stray
-
-
-def merged_config(work, args) -> dict:
-    """config.yaml with the --configfile files of `args` stacked on it (plain dict merge)."""
-
-    def merge(base, over):
-        for key, value in over.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                merge(base[key], value)
-            else:
-                base[key] = value
-        return base
-
-    cfg = yaml.safe_load((work / "config.yaml").read_text())
-    for path in args[1:]:
-        merge(cfg, yaml.safe_load((work / path).read_text()) or {})
-    return cfg
 
 
 def test_sweep_grid_change_reruns_only_the_new_stability_shard(smoke_run, tmp_path):
     """Adding a depth to the scalar sweep runs one new shard, then only the scalar aggregate,
     the figures drawn from it and the report: no other study's shards, aggregates or figures."""
     work, args = smoke_run
-    depths = merged_config(work, args)["stability"]["scalar"]["depths"]
+    depths = small_config()["stability"]["scalar"]["depths"]
     new = max(depths) + 1
     jobs = dry_run_jobs(work, args, {"stability": {"scalar": {"depths": [*depths, new]}}}, tmp_path)
     shards = [outs for rule, outs in jobs if rule == "stability_shard"]
-    assert shards and all(o.startswith(f"results/stability/scalar/shards/L{new}_") for s in shards for o in s)
+    assert shards and all(o.startswith(f"results/stability/scalar/shards/L{new}/") for s in shards for o in s)
     aggregates = [outs for rule, outs in jobs if rule == "stability_aggregate"]
     assert aggregates and all(o.startswith("results/stability/scalar/") for s in aggregates for o in s)
     rest = [(r, o) for r, o in jobs if r not in ("stability_shard", "stability_aggregate")]
@@ -271,7 +244,7 @@ def test_sweep_grid_change_reruns_only_the_new_stability_shard(smoke_run, tmp_pa
 )
 def test_one_studys_figure_setting_reruns_only_its_figures(smoke_run, tmp_path, study, key, value):
     work, args = smoke_run
-    block = merged_config(work, args)["figures"].get(study, {})
+    block = small_config()["figures"].get(study, {})
     if key not in block:
         pytest.skip(f"figures.{study} has no key {key}")
     jobs = dry_run_jobs(work, args, {"figures": {study: {key: value}}}, tmp_path)
@@ -282,3 +255,24 @@ def test_one_studys_figure_setting_reruns_only_its_figures(smoke_run, tmp_path, 
     ]
     assert not stray, f"figures.{study}.{key} re-runs other jobs: {stray}"
     assert any(is_figure_job(o) for _, o in jobs) and "report_html" in {r for r, _ in jobs}
+
+
+def test_keys_that_change_no_number_rerun_nothing(smoke_run, tmp_path):
+    work, args = smoke_run
+    runtime = {
+        "mnist_dir": str(tmp_path),
+        "data": {"timeout_s": 5, "mirrors": ["https://example.org/mnist"]},
+        "stability": {"threads": 2},
+        "bias1d": {"threads": 2},
+        "mnist": {"threads": 2, "gpu": 1},
+    }
+    assert dry_run_jobs(work, args, runtime, tmp_path) == []
+
+
+def test_params_do_not_depend_on_the_order_config_files_are_merged(smoke_run, tmp_path):
+    work, args = smoke_run
+    # the same values, merged in another key order
+    assert dry_run_jobs(work, ("--configfile", "config.yaml", *args[1:]), None, tmp_path) == []
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"figures": {"dpi": small_config()["figures"]["dpi"]}}))
+    assert dry_run_jobs(work, ("--configfile", str(mine), *args[1:]), None, tmp_path) == []

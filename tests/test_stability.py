@@ -1,29 +1,20 @@
-"""Stability engine (SPEC sections 1-2): gradients, theory, statuses, batching, determinism."""
+"""Stability engine (docs/science.md sections 1-2): gradients, theory, statuses, batching, determinism."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from pipeline import stability as st
-from pipeline.stability_studies import run_shard
-from tests.conftest import dry_run
-
-ENGINE = dict(
-    tol=1e-8,
-    blowup=1e8,
-    log_points=20,
-    oscillation=dict(window=100, fraction=0.25, rise=1e-4),
-    sharpness_iters=20,
-    base_seed=0,
-)
-
+from pipeline.stability import model as st
+from pipeline.stability.study import engine_kwargs, run_shard
+from tests.helpers import dry_run, small_config
 
 # Small batched matmuls run fastest on one thread.
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-KW = dict(tol=1e-8, blowup=1e8, log_points=20, osc_window=100, osc_fraction=0.25, osc_rise=1e-4)
+# The engine settings of config.yaml, with a shorter oscillation window for short runs.
+ENGINE = small_config({"stability": {"log_points": 20, "oscillation": {"window": 100}}})["stability"]
+KW = engine_kwargs(ENGINE)
 
 
 def _random_case(B=4, n=3, L=3, chains=2, seed=0):
@@ -145,27 +136,18 @@ def test_batched_runs_equal_the_same_runs_one_by_one():
     assert batch.status[4] == "diverged"
 
 
-SMALL = dict(
-    targets=[0.5, 2.0],
-    data_scales=[1.0],
-    data="random",
-    n_points=20,
-    inits=["balanced", "identity", "random"],
-    perturbation=0.05,
-    random_spread=0.5,
-    delta_min=0.01,
-    delta_max=5.0,
-    delta_num=6,
-    delta_factors=[0.9, 1.1],
-    seeds=2,
-    iterations=300,
-    dtype="float64",
-)
+def stability_config(part: str, **block) -> dict:
+    """The stability block of the smoke config with `block` overriding the part's keys."""
+    return small_config({"stability": {part: block}})["stability"]
+
+
+SMALL = dict(data="random", n_points=20, delta_min=0.01, delta_max=5.0, delta_num=6, seeds=2, iterations=300)
 
 
 def test_same_shard_twice_gives_identical_tables_with_contract_columns():
-    a_runs, a_curves = run_shard("scalar", 3, ENGINE, SMALL)
-    b_runs, b_curves = run_shard("scalar", 3, ENGINE, SMALL)
+    cfg = stability_config("scalar", **SMALL)
+    a_runs, a_curves = run_shard(cfg, "scalar", 3).values()
+    b_runs, b_curves = run_shard(cfg, "scalar", 3).values()
     pd.testing.assert_frame_equal(a_runs, b_runs)
     pd.testing.assert_frame_equal(a_curves, b_curves)
     for col in ["study", "run_id", "seed", "depth", "n", "init", "network", "delta", "iterations", "status"]:
@@ -177,22 +159,16 @@ def test_same_shard_twice_gives_identical_tables_with_contract_columns():
 
 
 def test_huge_steps_give_diverged_rows_not_a_crash():
-    block = {**SMALL, "delta_min": 1e3, "delta_max": 1e6, "delta_factors": [1e4]}
-    runs, _ = run_shard("scalar", 4, ENGINE, block)
+    cfg = stability_config("scalar", **{**SMALL, "delta_min": 1e3, "delta_max": 1e6, "delta_factors": [1e4]})
+    runs = run_shard(cfg, "scalar", 4)["runs"]
     assert len(runs) == 2 * 3 * 7 * 2
     assert (runs["status"] == "diverged").all() and runs["sharpness"].isna().all()
-    matrix = dict(
-        n=4,
-        regimes=[dict(name="mixed", low=-1.0, high=1.0)],
-        deltas=[1e4],
-        delta_rel=[1e5],
-        seeds=2,
-        iterations=50,
-        data="whitened",
-        n_points=10,
-        dtype="float32",
+    cfg = stability_config(
+        "single_vs_double", n=4, regimes=[dict(name="mixed", low=-1.0, high=1.0)], deltas=[1e4], seeds=2
     )
-    runs, _ = run_shard("single_vs_double", 3, ENGINE, matrix)
+    cfg["single_vs_double"]["delta_rel"] = [1e5]  # not in the figure settings' grid: no validation
+    cfg["single_vs_double"]["iterations"] = 50
+    runs = run_shard(cfg, "single_vs_double", 3)["runs"]
     assert len(runs) == 2 * 2 * 2 and (runs["status"] == "diverged").all()
     for col in [
         "rho",

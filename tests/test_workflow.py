@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pipeline.data import FILES
-from tests.conftest import SHARED_MNIST, copy_repo, make_fake_mnist, snakemake
+from tests.helpers import SHARED_MNIST, copy_repo, make_fake_mnist, snakemake
 
 pytestmark = pytest.mark.workflow
 

@@ -1,8 +1,8 @@
 """The Slurm profile against a real Slurm: a one-node cluster on 127.0.0.1.
 
-tests/cluster/start-local-slurm.sh brings the cluster up (installing Debian's Slurm, munge
+cluster/start-local-slurm.sh brings the cluster up (installing Debian's Slurm, munge
 and MariaDB with apt-get when missing). Two workflow runs go through the profile
-(workflow/profiles/slurm) at the same time, while the local smoke run (conftest.smoke_run)
+(profiles/slurm) at the same time, while the local smoke run (conftest.smoke_run)
 computes the reference:
   * the smoke configuration: every job Snakemake submitted must be in Slurm's accounting
     (sacct) as COMPLETED, and the outputs must equal those of the local run;
@@ -29,14 +29,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import copy_repo, make_fake_mnist
+from tests.helpers import REPO, copy_repo, make_fake_mnist
 
 pytestmark = pytest.mark.slurm
 
-HERE = Path(__file__).resolve().parent
-START = HERE / "start-local-slurm.sh"
-STOP = HERE / "stop-local-slurm.sh"
-PROFILE = "workflow/profiles/slurm"
+START = REPO / "cluster" / "start-local-slurm.sh"
+STOP = REPO / "cluster" / "stop-local-slurm.sh"
+PROFILE = "profiles/slurm"
 DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
 SLURM_BINARIES = ("slurmctld", "slurmd", "slurmdbd", "sbatch", "sacct", "munged", "mariadbd")
 # Test-only plugin settings: the first status check 3 s after submission instead of 40 s

@@ -1,48 +1,60 @@
-# 1-D bias study (SPEC sections 3-4): convex-concave residual pairs with scalar weights,
-# trained with Nesterov's method from narrow and wide bias init intervals.
-# One training job per depth (all targets x intervals x seeds batched), then one table per kind,
-# then the figures (from the aggregated tables only).
+# 1-D bias study (docs/science.md sections 3-4; claims 5-6): convex-concave residual pairs
+# with scalar weights, trained with Nesterov's method from narrow and wide bias init
+# intervals. One shard per depth (all targets x intervals x seeds as one batch):
+# bias1d_shard -> bias1d_aggregate -> bias1d_figure.
 BIAS1D = config["bias1d"]
-BIAS1D_TABLES = ["runs", "estimates", "curves", "layers", "points", "truth"]
-BIAS1D_FIGURES = ["fit", "drift", "lipschitz"]
+BIAS1D_TABLES = ("runs", "estimates", "curves", "layers", "points", "truth")
+# Figures: name -> the tables it reads.
+BIAS1D_FIGURES = {
+    "fit": ["runs", "estimates", "points", "truth"],
+    "drift": ["runs"],
+    "lipschitz": ["runs"],
+}
+
+
+def bias1d_outputs():
+    if not BIAS1D["enabled"]:
+        return {"tables": [], "figures": []}
+    return {
+        "tables": list(rules.bias1d_aggregate.output),
+        "figures": [f"results/bias1d/figures/{name}.png" for name in BIAS1D_FIGURES],
+    }
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
 localrules:
     bias1d_aggregate,
-    bias1d_figures,
+    bias1d_figure,
 
 
-rule bias1d_train:
+rule bias1d_shard:
     output:
-        **{
-            name: f"results/bias1d/shards/L{{depth}}/{name}.parquet"
-            for name in BIAS1D_TABLES
-        },
+        **{t: f"results/bias1d/shards/L{{depth}}/{t}.parquet" for t in BIAS1D_TABLES},
     log:
-        "results/logs/bias1d/train_L{depth}.log",
+        "results/logs/bias1d/shard_L{depth}.log",
     benchmark:
-        "results/benchmarks/bias1d/train_L{depth}.tsv"
+        "results/benchmarks/bias1d/shard_L{depth}.tsv"
     wildcard_constraints:
         depth=r"\d+",
     conda:
         ENV
+    threads: BIAS1D["threads"]
     params:
-        # The block without the depth list, so adding a depth runs only its own shard.
-        cfg={k: v for k, v in BIAS1D.items() if k not in ("enabled", "depths")},
+        # without the depth list, so adding a depth runs only its own shard
+        cfg=numbers(config, "bias1d", drop=("enabled", "depths")),
     script:
-        "../scripts/bias1d_train.py"
+        "../scripts/bias1d_shard.py"
 
 
 rule bias1d_aggregate:
     input:
         expand(
-            "results/bias1d/shards/L{depth}/{name}.parquet",
+            "results/bias1d/shards/L{depth}/{table}.parquet",
             depth=BIAS1D["depths"],
-            name=BIAS1D_TABLES,
+            table=BIAS1D_TABLES,
         ),
     output:
-        **{name: f"results/bias1d/{name}.parquet" for name in BIAS1D_TABLES},
+        **{t: f"results/bias1d/{t}.parquet" for t in BIAS1D_TABLES},
         summary="results/bias1d/summary.csv",
     log:
         "results/logs/bias1d/aggregate.log",
@@ -51,45 +63,37 @@ rule bias1d_aggregate:
     conda:
         ENV
     params:
-        tables=BIAS1D_TABLES,
+        study="bias1d",
     script:
-        "../scripts/bias1d_aggregate.py"
+        "../scripts/aggregate.py"
 
 
-rule bias1d_figures:
+rule bias1d_figure:
     input:
-        runs="results/bias1d/runs.parquet",
-        estimates="results/bias1d/estimates.parquet",
-        points="results/bias1d/points.parquet",
-        truth="results/bias1d/truth.parquet",
-    output:
-        **{
-            fig: report(
-                f"results/bias1d/figures/{fig}.png",
-                caption=f"../report/bias1d_{fig}.rst",
-                category="1-D bias study",
-                labels={"figure": fig},
-            )
-            for fig in BIAS1D_FIGURES
-        },
-        others=expand(
-            "results/bias1d/figures/{fig}.{fmt}",
-            fig=BIAS1D_FIGURES,
-            fmt=FIGURE_FORMATS,
+        unpack(
+            lambda wildcards: {
+                t: f"results/bias1d/{t}.parquet" for t in BIAS1D_FIGURES[wildcards.figure]
+            }
         ),
+    output:
+        report(
+            "results/bias1d/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category="1-D bias study",
+            labels={"figure": "{figure}"},
+        ),
+        expand("results/bias1d/figures/{{figure}}.{fmt}", fmt=FIGURE_FORMATS),
     log:
-        "results/logs/bias1d/figures.log",
+        "results/logs/bias1d/figure_{figure}.log",
     benchmark:
-        "results/benchmarks/bias1d/figures.tsv"
+        "results/benchmarks/bias1d/figure_{figure}.tsv"
+    wildcard_constraints:
+        figure="|".join(BIAS1D_FIGURES),
     conda:
         ENV
     params:
-        figures=figure_settings("bias1d"),
+        study="bias1d",
+        settings=figure_settings("bias1d"),
+        caption=lambda wildcards: caption("bias1d", wildcards.figure),
     script:
-        "../scripts/bias1d_figures.py"
-
-
-if BIAS1D["enabled"]:
-    TARGETS.extend(rules.bias1d_aggregate.output)
-    FIGURES["bias1d"] = [f"results/bias1d/figures/{f}.png" for f in BIAS1D_FIGURES]
-    TARGETS.extend(FIGURES["bias1d"])
+        "../scripts/figure.py"

@@ -1,8 +1,8 @@
-# Shared helpers for the rules. Every study's .smk appends its final outputs to TARGETS.
+# Shared by the rule files: params slices, figure settings and captions, the final targets.
 import os
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
+from pipeline.config import canonical, numbers
 
 # Scripts import the library from the repository root, installed or not (conda, clusters).
 os.environ.update(
@@ -11,29 +11,44 @@ os.environ.update(
     )
 )
 ENV = "../envs/pipeline.yaml"
+CAPTIONS = Path(workflow.basedir) / "workflow" / "report"
 
-# Final outputs of every enabled study; `rule all` requests them.
-TARGETS = []
-# Figures per study, {study: [png path, ...]}, each drawn by a figure rule from aggregated
-# tables only, with a caption in workflow/report/<study>_<name>.rst; the report embeds them.
-FIGURES = {}
-
-if config["mnist_dir"] and not Path(config["mnist_dir"]).is_dir():
-    raise WorkflowError(
-        f"The MNIST folder '{config['mnist_dir']}' (config key mnist_dir) does not exist; "
-        "set mnist_dir to a folder holding the four MNIST files (snakemake --config mnist_dir=PATH)."
-    )
+# Every figure is written as png (the reports embed it) and in each of figures.formats.
+FIGURE_FORMATS = [f for f in dict.fromkeys(config["figures"]["formats"]) if f != "png"]
 
 
 def figure_settings(study):
-    """The shared figure theme plus figures.<study>: a figure rule's params, so that changing
-    another study's figure settings does not re-draw this study's figures."""
-    return {
-        k: v
-        for k, v in config["figures"].items()
-        if not isinstance(v, dict) or k == study
+    """A figure rule's settings: the shared figure keys merged with figures.<study>, so that
+    changing another study's figure settings re-draws none of this study's figures."""
+    shared = {k: v for k, v in config["figures"].items() if not isinstance(v, dict)}
+    return canonical({**shared, **config["figures"][study]})
+
+
+def caption(study, figure):
+    """The caption of a figure: workflow/report/<study>_<figure>.rst (reStructuredText)."""
+    return (CAPTIONS / f"{study}_{figure}.rst").read_text()
+
+
+def figure_files(pngs):
+    """Every file of the given figures: the png and its other formats."""
+    return [f"{png[:-4]}.{fmt}" for png in pngs for fmt in ("png", *FIGURE_FORMATS)]
+
+
+def study_outputs():
+    """{study: {"tables": [...], "figures": [png, ...]}} for every enabled study."""
+    outputs = {
+        "stability": stability_outputs(),
+        "bias1d": bias1d_outputs(),
+        "mnist": mnist_outputs(),
     }
+    return {study: out for study, out in outputs.items() if out["tables"]}
 
 
-# Figure formats written besides png (png is what the report embeds).
-FIGURE_FORMATS = [f for f in dict.fromkeys(config["figures"]["formats"]) if f != "png"]
+def final_targets(report=True):
+    """What `snakemake` builds: the data, every enabled study's tables and figures, the report."""
+    targets = list(rules.mnist_data.output)
+    for out in study_outputs().values():
+        targets += out["tables"] + figure_files(out["figures"])
+    if report and config["report"]["enabled"]:
+        targets += [rules.report_claims.output[0], rules.report_html.output[0]]
+    return targets

@@ -1,5 +1,9 @@
 # MNIST: four uncompressed idx files, verified against their MD5, in the layout that
-# torchvision.datasets.MNIST(root="results/data", download=False) reads.
+# torchvision.datasets.MNIST(root="results/data", download=False) reads. Where they come from
+# (mnist_dir, data.mirrors, data.timeout_s) changes no byte, so it is read from the config by
+# the script rather than passed as params.
+from snakemake.exceptions import WorkflowError
+
 MNIST_RAW = "results/data/MNIST/raw"
 MNIST_FILES = [
     "train-images-idx3-ubyte",
@@ -7,6 +11,12 @@ MNIST_FILES = [
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 ]
+
+if config["mnist_dir"] and not Path(config["mnist_dir"]).is_dir():
+    raise WorkflowError(
+        f"The MNIST folder '{config['mnist_dir']}' (config key mnist_dir) does not exist; "
+        "set mnist_dir to a folder holding the four MNIST files (snakemake --config mnist_dir=PATH)."
+    )
 
 
 rule mnist_data:
@@ -17,14 +27,6 @@ rule mnist_data:
     conda:
         ENV
     params:
-        mnist_dir=(
-            os.path.abspath(config["mnist_dir"]) if config["mnist_dir"] else None
-        ),
-        mirrors=config["data"]["mirrors"],
-        timeout_s=config["data"]["timeout_s"],
-        md5=config["data"]["md5"],
+        md5=canonical(config["data"]["md5"]),
     script:
         "../scripts/fetch_mnist.py"
-
-
-TARGETS.extend(rules.mnist_data.output)

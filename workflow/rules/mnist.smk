@@ -1,10 +1,30 @@
-# MNIST (SPEC section 5, claim 7): the paper's 20-network convex-concave classifier and its
-# baselines. One training job per variant (resumable: it checkpoints every epoch under
-# results/mnist/<variant>/checkpoints/, which is deliberately NOT a declared output, so
-# Snakemake never deletes it when a job fails or is restarted; the job removes it once its
-# outputs are written), an aggregate of all variants, and figures drawn from the aggregate.
+# MNIST study (docs/science.md section 5; claim 7): the paper's 20-network convex-concave
+# classifier and its baselines. One shard per variant and seed (resumable: it checkpoints
+# every epoch under its shards/ folder in checkpoints/, deliberately NOT a declared output,
+# so Snakemake never deletes it when a job fails or is killed; the job removes it once its
+# outputs are written): mnist_shard -> mnist_aggregate (per variant) -> mnist_figure.
 MNIST = config["mnist"]
-MNIST_FIGURES = ["accuracy", "gap", "drift"]
+MNIST_VARIANTS = MNIST["variants"] if MNIST["enabled"] else []
+MNIST_TABLES = ("metrics", "drift", "lipschitz")
+# Figures: name -> the tables it reads (of every variant).
+MNIST_FIGURES = {
+    "accuracy": ["metrics"],
+    "gap": ["metrics"],
+    "drift": ["drift"],
+}
+
+
+def mnist_outputs():
+    return {
+        "tables": expand(
+            rules.mnist_aggregate.output, variant=MNIST_VARIANTS, allow_missing=True
+        ),
+        "figures": (
+            [f"results/mnist/figures/{name}.png" for name in MNIST_FIGURES]
+            if MNIST_VARIANTS
+            else []
+        ),
+    }
 
 
 wildcard_constraints:
@@ -14,105 +34,86 @@ wildcard_constraints:
 # Cheap jobs run where snakemake runs, also under a cluster executor.
 localrules:
     mnist_aggregate,
-    mnist_figures,
+    mnist_figure,
 
 
-rule mnist_train:
+rule mnist_shard:
     input:
         expand(f"{MNIST_RAW}/{{name}}", name=MNIST_FILES),
     output:
-        metrics="results/mnist/{variant}/metrics.parquet",
-        drift="results/mnist/{variant}/drift.parquet",
-        lipschitz="results/mnist/{variant}/lipschitz.parquet",
-        model="results/mnist/{variant}/model.pt",
+        **{
+            t: f"results/mnist/{{variant}}/shards/seed{{seed}}/{t}.parquet"
+            for t in MNIST_TABLES
+        },
+        model="results/mnist/{variant}/shards/seed{seed}/model.pt",
     log:
-        "results/logs/mnist/train_{variant}.log",
+        "results/logs/mnist/{variant}/shard_seed{seed}.log",
     benchmark:
-        "results/benchmarks/mnist/train_{variant}.tsv"
+        "results/benchmarks/mnist/{variant}/shard_seed{seed}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
     conda:
         ENV
     threads: MNIST["threads"]
     resources:
         gpu=MNIST["gpu"],
     params:
-        # The block without the variant list, so adding a variant trains only that one.
-        mnist={k: v for k, v in MNIST.items() if k not in ("enabled", "variants")},
-        checkpoint_dir="results/mnist/{variant}/checkpoints",
+        # without the variant and seed lists, so adding one trains only that one
+        cfg=numbers(config, "mnist", drop=("enabled", "variants", "seeds")),
+        checkpoint_dir="results/mnist/{variant}/shards/seed{seed}/checkpoints",
     script:
-        "../scripts/mnist_train.py"
+        "../scripts/mnist_shard.py"
 
 
 rule mnist_aggregate:
     input:
-        metrics=expand(
-            "results/mnist/{variant}/metrics.parquet", variant=MNIST["variants"]
-        ),
-        drift=expand("results/mnist/{variant}/drift.parquet", variant=MNIST["variants"]),
-        lipschitz=expand(
-            "results/mnist/{variant}/lipschitz.parquet", variant=MNIST["variants"]
+        expand(
+            "results/mnist/{{variant}}/shards/seed{seed}/{table}.parquet",
+            seed=MNIST["seeds"],
+            table=MNIST_TABLES,
         ),
     output:
-        metrics="results/mnist/metrics.parquet",
-        drift="results/mnist/drift.parquet",
-        summary="results/mnist/summary.csv",
+        **{t: f"results/mnist/{{variant}}/{t}.parquet" for t in MNIST_TABLES},
+        summary="results/mnist/{variant}/summary.csv",
     log:
-        "results/logs/mnist/aggregate.log",
+        "results/logs/mnist/{variant}/aggregate.log",
     benchmark:
-        "results/benchmarks/mnist/aggregate.tsv"
+        "results/benchmarks/mnist/{variant}/aggregate.tsv"
     conda:
         ENV
     params:
-        variants=MNIST["variants"],
+        study="mnist",
     script:
-        "../scripts/mnist_aggregate.py"
+        "../scripts/aggregate.py"
 
 
-rule mnist_figures:
+rule mnist_figure:
     input:
-        metrics=rules.mnist_aggregate.output.metrics,
-        drift=rules.mnist_aggregate.output.drift,
+        unpack(
+            lambda wildcards: {
+                t: expand("results/mnist/{variant}/{t}.parquet", variant=MNIST_VARIANTS, t=t)
+                for t in MNIST_FIGURES[wildcards.figure]
+            }
+        ),
     output:
-        accuracy=report(
-            "results/mnist/figures/accuracy.png",
-            caption="../report/mnist_accuracy.rst",
+        report(
+            "results/mnist/figures/{figure}.png",
+            caption="../report/figure.rst",
             category="MNIST",
-            labels={"figure": "train and test accuracy per epoch"},
+            labels={"figure": "{figure}"},
         ),
-        gap=report(
-            "results/mnist/figures/gap.png",
-            caption="../report/mnist_gap.rst",
-            category="MNIST",
-            labels={"figure": "train-test accuracy gap per epoch"},
-        ),
-        drift=report(
-            "results/mnist/figures/drift.png",
-            caption="../report/mnist_drift.rst",
-            category="MNIST",
-            labels={"figure": "bias drift vs weight drift"},
-        ),
-        other=expand(
-            "results/mnist/figures/{name}.{fmt}",
-            name=MNIST_FIGURES,
-            fmt=FIGURE_FORMATS,
-        ),
+        expand("results/mnist/figures/{{figure}}.{fmt}", fmt=FIGURE_FORMATS),
     log:
-        "results/logs/mnist/figures.log",
+        "results/logs/mnist/figure_{figure}.log",
     benchmark:
-        "results/benchmarks/mnist/figures.tsv"
+        "results/benchmarks/mnist/figure_{figure}.tsv"
+    wildcard_constraints:
+        figure="|".join(MNIST_FIGURES),
     conda:
         ENV
     params:
-        figures=figure_settings("mnist"),
+        study="mnist",
+        settings=figure_settings("mnist"),
+        caption=lambda wildcards: caption("mnist", wildcards.figure),
     script:
-        "../scripts/mnist_figures.py"
-
-
-if MNIST["enabled"]:
-    TARGETS.extend(
-        [
-            *expand("results/mnist/{variant}/model.pt", variant=MNIST["variants"]),
-            *rules.mnist_aggregate.output,
-            *rules.mnist_figures.output,
-        ]
-    )
-    FIGURES["mnist"] = [f"results/mnist/figures/{name}.png" for name in MNIST_FIGURES]
+        "../scripts/figure.py"

@@ -1,11 +1,27 @@
-# The report: every claim of SPEC section 6 checked against the aggregated tables
-# (results/report/claims.csv), then one self-contained HTML page (results/report/index.html)
-# with the claims, every study's figures and captions, and the provenance of the run.
-# Included last, so TARGETS and FIGURES hold every other study's outputs.
-from pipeline.claims import claim_table_paths, study_enabled
-from pipeline.report import STUDY_TITLES, caption_files, config_digest
+# The report: every claim checked against the aggregated tables (results/report/claims.csv),
+# then one self-contained HTML page (results/report/index.html) with the claims, every
+# study's figures and captions, and the provenance of the run. Input paths come from the
+# studies' rules.
+from pipeline.config import without_runtime_keys
+from pipeline.report import config_digest
 
-REPORT_CAPTIONS = os.path.join(workflow.basedir, "workflow", "report")
+
+def claim_inputs(wildcards):
+    """The aggregated tables the claims read, by name, for the enabled studies."""
+    tables = {
+        part: expand(rules.stability_aggregate.output.runs, part=part)[0]
+        for part in STABILITY_PARTS
+    }
+    if BIAS1D["enabled"]:
+        tables["bias1d"] = rules.bias1d_aggregate.output.runs
+    variant = config["report"]["claims"]["mnist_variant"]
+    if variant in MNIST_VARIANTS:
+        tables["mnist"] = expand(rules.mnist_aggregate.output.metrics, variant=variant)[0]
+    return tables
+
+
+def report_figures():
+    return {study: out["figures"] for study, out in study_outputs().items()}
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
@@ -16,14 +32,13 @@ localrules:
 
 rule report_claims:
     input:
-        # the aggregated tables of the enabled studies, by name (see claim_table_paths)
-        unpack(lambda wildcards: claim_table_paths(config)),
+        unpack(claim_inputs),
     output:
         report(
             "results/report/claims.csv",
             caption="../report/report_claims.rst",
             category="Claims",
-            labels={"table": "claims of SPEC section 6"},
+            labels={"table": "claims"},
         ),
     log:
         "results/logs/report/claims.log",
@@ -32,7 +47,7 @@ rule report_claims:
     conda:
         ENV
     params:
-        thresholds=config["report"]["claims"],
+        thresholds=canonical(config["report"]["claims"]),
     script:
         "../scripts/report_claims.py"
 
@@ -40,11 +55,13 @@ rule report_claims:
 rule report_html:
     input:
         claims=rules.report_claims.output[0],
-        figures=[png for pngs in FIGURES.values() for png in pngs],
-        # relative to the working directory, like every other path of the workflow
-        captions=[os.path.relpath(p) for p in caption_files(FIGURES, REPORT_CAPTIONS)],
+        captions=[
+            os.path.relpath(CAPTIONS / f"{study}_{Path(png).stem}.rst")
+            for study, pngs in report_figures().items()
+            for png in pngs
+        ],
         # every other final output, so the page is built last and sees every benchmark file
-        targets=list(TARGETS),
+        targets=final_targets(report=False),
     output:
         report(
             "results/report/index.html",
@@ -59,16 +76,16 @@ rule report_html:
     conda:
         ENV
     params:
-        figures={study: list(pngs) for study, pngs in FIGURES.items()},
-        enabled={study: study_enabled(config, study) for study in STUDY_TITLES},
+        figures=report_figures(),
+        enabled={
+            "stability": bool(STABILITY_PARTS),
+            "bias1d": BIAS1D["enabled"],
+            "mnist": bool(MNIST_VARIANTS),
+        },
         # the workflow's folder, where git tells the commit
         repo=workflow.basedir,
         benchmarks="results/benchmarks",
         # sha256 of the whole config, shown in the provenance section
-        config_digest=config_digest(config),
+        config_digest=config_digest(without_runtime_keys(config)),
     script:
         "../scripts/report_html.py"
-
-
-if config["report"]["enabled"]:
-    TARGETS.extend([*rules.report_claims.output, *rules.report_html.output])

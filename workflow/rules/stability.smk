@@ -1,193 +1,123 @@
-# Stability sweeps (SPEC sections 1-2): shards (one study x one depth) -> one table per study
-# -> figures. Each shard's params hold only the config it depends on (the engine settings
-# and its study's block without the depth list), so changing a grid re-runs only its shards.
+# Stability study (docs/science.md sections 1-2; claims 1-4): gradient descent on deep linear
+# networks, thousands of runs per job as one batched tensor program. Three parts, each
+# sharded by depth: stability_shard -> stability_aggregate (per part) -> stability_figure.
+# A shard's params hold only what its numbers depend on (the engine settings and its part's
+# block without the depth list), so changing a grid re-runs only that part's shards.
 STABILITY = config["stability"]
-STABILITY_STUDIES = [
-    s
-    for s in ("scalar", "depth", "single_vs_double")
-    if STABILITY["enabled"] and STABILITY[s]["enabled"]
+STABILITY_ALL_PARTS = ("scalar", "depth", "single_vs_double")
+STABILITY_PARTS = [
+    p for p in STABILITY_ALL_PARTS if STABILITY["enabled"] and STABILITY[p]["enabled"]
 ]
-STABILITY_SUBBLOCKS = ("enabled", "scalar", "depth", "single_vs_double")
+STABILITY_TABLES = ("runs", "curves")
+# Figures: name -> (the part whose tables it reads, the tables).
+STABILITY_FIGURES = {
+    "phase_diagram": ("scalar", ["runs"]),
+    "sharpness": ("scalar", ["runs"]),
+    "depth": ("depth", ["runs"]),
+    "single_vs_double": ("single_vs_double", ["runs", "curves"]),
+}
 
 
-# Settings shared by the studies.
-STABILITY_ENGINE = {k: v for k, v in STABILITY.items() if k not in STABILITY_SUBBLOCKS}
+def stability_outputs():
+    return {
+        "tables": expand(
+            rules.stability_aggregate.output, part=STABILITY_PARTS, allow_missing=True
+        ),
+        "figures": [
+            f"results/stability/figures/{name}.png"
+            for name, (part, _) in STABILITY_FIGURES.items()
+            if part in STABILITY_PARTS
+        ],
+    }
+
+
+def stability_shard_cfg(wildcards):
+    engine = numbers(config, "stability", drop=("enabled", *STABILITY_ALL_PARTS))
+    part = numbers(config, f"stability.{wildcards.part}", drop=("enabled", "depths"))
+    return canonical({**engine, wildcards.part: part})
+
+
+def stability_figure_input(wildcards):
+    part, tables = STABILITY_FIGURES[wildcards.figure]
+    return {t: f"results/stability/{part}/{t}.parquet" for t in tables}
 
 
 wildcard_constraints:
-    study="scalar|depth|single_vs_double",
-    depth=r"\d+",
+    part="|".join(STABILITY_ALL_PARTS),
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
 localrules:
     stability_aggregate,
-    stability_figure_phase,
-    stability_figure_sharpness,
-    stability_figure_depth,
-    stability_figure_single_vs_double,
+    stability_figure,
 
 
 rule stability_shard:
     output:
-        runs="results/stability/{study}/shards/L{depth}_runs.parquet",
-        curves="results/stability/{study}/shards/L{depth}_curves.parquet",
+        **{
+            t: f"results/stability/{{part}}/shards/L{{depth}}/{t}.parquet"
+            for t in STABILITY_TABLES
+        },
     log:
-        "results/logs/stability/shard_{study}_L{depth}.log",
+        "results/logs/stability/{part}/shard_L{depth}.log",
     benchmark:
-        "results/benchmarks/stability/shard_{study}_L{depth}.tsv"
+        "results/benchmarks/stability/{part}/shard_L{depth}.tsv"
+    wildcard_constraints:
+        depth=r"\d+",
     conda:
         ENV
-    threads: 1
+    threads: STABILITY["threads"]
     params:
-        engine=STABILITY_ENGINE,
-        block=lambda wc: {
-            k: v
-            for k, v in STABILITY[wc.study].items()
-            if k not in ("enabled", "depths")
-        },
+        cfg=stability_shard_cfg,
     script:
         "../scripts/stability_shard.py"
 
 
 rule stability_aggregate:
     input:
-        lambda wc: expand(
-            "results/stability/{study}/shards/L{depth}_{table}.parquet",
-            study=wc.study,
-            depth=STABILITY[wc.study]["depths"],
-            table=("runs", "curves"),
+        lambda wildcards: expand(
+            "results/stability/{part}/shards/L{depth}/{table}.parquet",
+            part=wildcards.part,
+            depth=STABILITY[wildcards.part]["depths"],
+            table=STABILITY_TABLES,
         ),
     output:
-        runs="results/stability/{study}/runs.parquet",
-        curves="results/stability/{study}/curves.parquet",
+        **{t: f"results/stability/{{part}}/{t}.parquet" for t in STABILITY_TABLES},
+        summary="results/stability/{part}/summary.csv",
     log:
-        "results/logs/stability/aggregate_{study}.log",
+        "results/logs/stability/{part}/aggregate.log",
     benchmark:
-        "results/benchmarks/stability/aggregate_{study}.tsv"
-    conda:
-        ENV
-    script:
-        "../scripts/stability_aggregate.py"
-
-
-rule stability_figure_phase:
-    input:
-        runs="results/stability/scalar/runs.parquet",
-    output:
-        png=report(
-            "results/stability/figures/phase_diagram.png",
-            caption="../report/stability_phase_diagram.rst",
-            category="Stability",
-            labels={"study": "scalar", "figure": "phase diagram"},
-        ),
-        other=expand(
-            "results/stability/figures/phase_diagram.{fmt}", fmt=FIGURE_FORMATS
-        ),
-    log:
-        "results/logs/stability/figure_phase_diagram.log",
-    benchmark:
-        "results/benchmarks/stability/figure_phase_diagram.tsv"
+        "results/benchmarks/stability/{part}/aggregate.tsv"
     conda:
         ENV
     params:
-        figures=figure_settings("stability"),
+        study="stability",
     script:
-        "../scripts/stability_figure_phase.py"
+        "../scripts/aggregate.py"
 
 
-rule stability_figure_sharpness:
+rule stability_figure:
     input:
-        runs="results/stability/scalar/runs.parquet",
+        unpack(stability_figure_input),
     output:
-        png=report(
-            "results/stability/figures/sharpness.png",
-            caption="../report/stability_sharpness.rst",
+        report(
+            "results/stability/figures/{figure}.png",
+            caption="../report/figure.rst",
             category="Stability",
-            labels={"study": "scalar", "figure": "sharpness vs 2/delta"},
+            labels={"figure": "{figure}"},
         ),
-        other=expand("results/stability/figures/sharpness.{fmt}", fmt=FIGURE_FORMATS),
+        expand("results/stability/figures/{{figure}}.{fmt}", fmt=FIGURE_FORMATS),
     log:
-        "results/logs/stability/figure_sharpness.log",
+        "results/logs/stability/figure_{figure}.log",
     benchmark:
-        "results/benchmarks/stability/figure_sharpness.tsv"
+        "results/benchmarks/stability/figure_{figure}.tsv"
+    wildcard_constraints:
+        figure="|".join(STABILITY_FIGURES),
     conda:
         ENV
     params:
-        figures=figure_settings("stability"),
+        study="stability",
+        settings=figure_settings("stability"),
+        caption=lambda wildcards: caption("stability", wildcards.figure),
     script:
-        "../scripts/stability_figure_sharpness.py"
-
-
-rule stability_figure_depth:
-    input:
-        runs="results/stability/depth/runs.parquet",
-    output:
-        png=report(
-            "results/stability/figures/depth.png",
-            caption="../report/stability_depth.rst",
-            category="Stability",
-            labels={"study": "depth", "figure": "final error vs depth"},
-        ),
-        other=expand("results/stability/figures/depth.{fmt}", fmt=FIGURE_FORMATS),
-    log:
-        "results/logs/stability/figure_depth.log",
-    benchmark:
-        "results/benchmarks/stability/figure_depth.tsv"
-    conda:
-        ENV
-    params:
-        figures=figure_settings("stability"),
-    script:
-        "../scripts/stability_figure_depth.py"
-
-
-rule stability_figure_single_vs_double:
-    input:
-        runs="results/stability/single_vs_double/runs.parquet",
-        curves="results/stability/single_vs_double/curves.parquet",
-    output:
-        png=report(
-            "results/stability/figures/single_vs_double.png",
-            caption="../report/stability_single_vs_double.rst",
-            category="Stability",
-            labels={"study": "single_vs_double", "figure": "single vs double"},
-        ),
-        other=expand(
-            "results/stability/figures/single_vs_double.{fmt}", fmt=FIGURE_FORMATS
-        ),
-    log:
-        "results/logs/stability/figure_single_vs_double.log",
-    benchmark:
-        "results/benchmarks/stability/figure_single_vs_double.tsv"
-    conda:
-        ENV
-    params:
-        figures=figure_settings("stability"),
-    script:
-        "../scripts/stability_figure_single_vs_double.py"
-
-
-STABILITY_FIGURE_STUDY = {
-    "phase_diagram": "scalar",
-    "sharpness": "scalar",
-    "depth": "depth",
-    "single_vs_double": "single_vs_double",
-}
-for _study in STABILITY_STUDIES:
-    TARGETS.extend(
-        expand(
-            "results/stability/{study}/{table}.parquet",
-            study=_study,
-            table=("runs", "curves"),
-        )
-    )
-FIGURES["stability"] = [
-    f"results/stability/figures/{name}.png"
-    for name, _study in STABILITY_FIGURE_STUDY.items()
-    if _study in STABILITY_STUDIES
-]
-TARGETS.extend(FIGURES["stability"])
-TARGETS.extend(
-    f"{png[:-4]}.{fmt}" for png in FIGURES["stability"] for fmt in FIGURE_FORMATS
-)
+        "../scripts/figure.py"

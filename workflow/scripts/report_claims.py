@@ -1,4 +1,4 @@
-"""Rule report_claims: a verdict for every claim of SPEC section 6 -> claims.csv."""
+"""Rule report_claims: a verdict for every claim (docs/claims.md) -> claims.csv."""
 
 import sys
 from pathlib import Path

@@ -1,18 +1,16 @@
-"""Rule stability_shard: run one shard (one study x one depth) of a stability sweep."""
+"""Rule stability_shard: one part of the stability study at one depth, as one batch."""
 
 import torch
 
 from pipeline.errors import run_script
-from pipeline.stability_studies import run_shard
+from pipeline.stability.study import run_shard
+from pipeline.tables import write_tables
 
 
 def main(smk):
     torch.set_num_threads(smk.threads)
-    runs, curves = run_shard(
-        smk.wildcards.study, int(smk.wildcards.depth), smk.params.engine, smk.params.block
-    )
-    runs.to_parquet(smk.output.runs, index=False)
-    curves.to_parquet(smk.output.curves, index=False)
+    tables = run_shard(smk.params.cfg, smk.wildcards.part, int(smk.wildcards.depth))
+    write_tables(tables, dict(smk.output.items()))
 
 
 run_script(main, snakemake)  # noqa: F821 - injected by snakemake

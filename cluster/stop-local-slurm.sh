@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Stop the single-node Slurm cluster started by tests/cluster/start-local-slurm.sh.
+# Stop the single-node Slurm cluster started by cluster/start-local-slurm.sh.
 #
-#   tests/cluster/stop-local-slurm.sh [--purge] [STATE_DIR]
+#   cluster/stop-local-slurm.sh [--purge] [STATE_DIR]
 #
 # STATE_DIR defaults to $LOCAL_SLURM_DIR, else /tmp/local-slurm. Cancels the cluster's jobs,
 # then signals only the daemons whose PIDs the start script recorded in STATE_DIR/pids/
@@ -23,7 +23,7 @@ PIDS=$STATE/pids
 export PATH=$PATH:/usr/sbin:/sbin
 export SLURM_CONF=$STATE/etc/slurm.conf
 
-# shellcheck source=tests/cluster/pids.sh
+# shellcheck source=cluster/pids.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/pids.sh"
 
 # Cancel whatever still runs on the cluster, so no job step outlives slurmd.

@@ -1,4 +1,4 @@
-"""MNIST with convex-concave residual pairs (SPEC section 5): the model and its measurements.
+"""MNIST with convex-concave residual pairs (docs/science.md section 5): model and measurements.
 
 Model: one convolution, max-pooling over non-overlapping windows, flattened to `x in R^n`;
 then `M` residual networks `z_i = z_{i-1} + V_i [z_{i-1} - b_i]_+` (i = 1..L, `V_i >= 0`)
@@ -6,7 +6,7 @@ evaluated as ONE batched computation: layer i's weights of all networks are a si
 tensor `V_i` of shape `[M, n, n]` and the layer is one `torch.baddbmm` over the network
 dimension. Each network ends in a non-negative output vector `a_m`, `y_m = a_m^T z_L^m`.
 
-Variants (all trained by the same loop, `pipeline.mnist_train`):
+Variants (all trained by the same loop, `pipeline.mnist.train`):
 
 - `pair` (the paper's model): M = 20, network k is g_k and network 10 + k is h_k,
   class score `s_k = g_k(x) - h_k(x) + c_k`; `V_i >= 0` and `a >= 0` by projection.
@@ -280,13 +280,13 @@ def subset(images, labels, k: int, seed: int):
 
 def fingerprint(cfg: dict, variant: str, shapes) -> str:
     """Identity of a training run: the config entries that change its numbers, variant, data sizes."""
-    keep = {k: v for k, v in cfg.items() if k not in NON_NUMERIC_KEYS}
+    keep = {k: v for k, v in cfg.items() if k not in AFTER_TRAINING_KEYS}
     blob = json.dumps({"cfg": keep, "variant": variant, "shapes": [list(s) for s in shapes]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-# Keys that do not change a run's numbers on a given device (a checkpoint stays valid).
-NON_NUMERIC_KEYS = frozenset({"enabled", "variants", "threads", "gpu", "lipschitz_points", "progress_bar"})
+# Keys that only matter after training: a checkpoint made under other values stays valid.
+AFTER_TRAINING_KEYS = frozenset({"lipschitz_points"})
 
 
 def metrics_frame(rows: list[dict]) -> pd.DataFrame:
@@ -294,31 +294,3 @@ def metrics_frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["gap"] = df["train_acc"] - df["test_acc"]
     return df[cols + [c for c in df.columns if c not in cols]]
-
-
-def summary(metrics: pd.DataFrame, drift: pd.DataFrame, lipschitz: pd.DataFrame) -> pd.DataFrame:
-    """One row per variant: final accuracies, largest gap, speed, Lipschitz and drift at the end."""
-    rows = []
-    for variant, m in metrics.groupby("variant", sort=False):
-        m = m.sort_values("epoch")
-        last = m.iloc[-1]
-        d = drift[(drift["variant"] == variant) & (drift["epoch"] == drift["epoch"].max())]
-        lip = lipschitz[lipschitz["variant"] == variant].iloc[0]
-        rows.append(
-            {
-                "variant": variant,
-                "epochs": int(last["epoch"]),
-                "status": last.get("status", "ok"),
-                "final_train_acc": last["train_acc"],
-                "final_test_acc": last["test_acc"],
-                "best_test_acc": m["test_acc"].max(),
-                "max_abs_gap": (m["train_acc"] - m["test_acc"]).abs().max(),
-                "seconds_per_epoch": m["seconds"].mean(),
-                "images_per_s": m["images_per_s"].median(),
-                "lipschitz_input": lip["lipschitz_input"],
-                "lipschitz_features": lip["lipschitz_features"],
-                "bias_drift_rel_median": d["bias_drift_rel"].median(),
-                "weight_drift_rel_median": d["weight_drift_rel"].median(),
-            }
-        )
-    return pd.DataFrame(rows)

@@ -1,6 +1,6 @@
 """Lyapunov stability of gradient descent on deep linear (residual) networks: theory and engine.
 
-SPEC sections 1-2. The engine runs gradient descent on products of matrices
+docs/science.md sections 1-2. The engine runs gradient descent on products of matrices
 `Rhat = sum_c sign_c W^c_L ... W^c_1` (one chain: the single network; two chains with signs
 +1, -1: the double network `W_L...W_1 - V_L...V_1`; `n = 1`: the scalar network) for a whole
 batch of runs at once. Every run has its own target `R`, data covariance `Sigma = X X^T / N`
@@ -12,12 +12,13 @@ batch of runs at once. Every run has its own target `R`, data covariance `Sigma 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from pipeline import tables
 
 STATUSES = ("converged", "oscillating", "diverged", "not_converged")
 
@@ -25,7 +26,7 @@ STATUSES = ("converged", "oscillating", "diverged", "not_converged")
 
 
 def delta_star(L, r, s=1.0):
-    """Critical step of the scalar network (SPEC 1): above it every minimum is unstable.
+    """Critical step of the scalar network: above it every minimum is unstable.
 
     `delta*_L = 2 / (s L |r|^(2(L-1)/L))`; works on scalars and numpy arrays.
     """
@@ -45,27 +46,17 @@ def minimum_sharpness(weights, r, s=1.0):
 
 
 def delta_t1(L, rho):
-    """Theorem 1 sufficient step bound (SPEC 2): `1 / (L max(1, rho)^(2(L-1)/L))`."""
+    """Theorem 1 sufficient step bound (docs/science.md, section 2): `1 / (L max(1, rho)^(2(L-1)/L))`."""
     L = np.asarray(L, dtype=float)
     return 1.0 / (L * np.maximum(1.0, rho) ** (2.0 * (L - 1.0) / L))
 
 
 def delta_relative(c, L, sigma_max):
-    """Step relative to a matrix (SPEC 2, non-normal targets): `c / (L max(1, sigma_max)^(2(L-1)/L))`."""
+    """Step relative to a matrix (non-normal targets): `c / (L max(1, sigma_max)^(2(L-1)/L))`."""
     return c * delta_t1(L, sigma_max)
 
 
 # ------------------------------------------------------------------------------ helpers ---
-
-
-def derive_seed(*key) -> int:
-    """A 63-bit seed from any key (study, depth, replicate, ...): stable across runs and machines."""
-    digest = hashlib.sha256("/".join(map(str, key)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def generator(*key) -> torch.Generator:
-    return torch.Generator().manual_seed(derive_seed(*key))
 
 
 def _mm(a, b):
@@ -168,12 +159,6 @@ class GDResult:
     log_distance: np.ndarray  # [T, B] ||R - Rhat||_F at those iterations
 
 
-def log_spaced_steps(iterations: int, points: int) -> np.ndarray:
-    """0, then about `points` log-spaced iterations up to `iterations` (distinct integers)."""
-    steps = np.unique(np.round(np.geomspace(1, max(iterations, 1), max(points, 2))).astype(int))
-    return np.concatenate([[0], steps[steps <= iterations]])
-
-
 def gradient_descent(
     R,
     chains,
@@ -205,7 +190,7 @@ def gradient_descent(
     sigma = None if sigma is None else _to_inner(sigma)
     delta = torch.as_tensor(delta, dtype=dtype).reshape(1, 1, B)
     signs = [float(s) for s in signs]
-    log_steps = log_spaced_steps(iterations, log_points)
+    log_steps = tables.log_steps(iterations, log_points)
     log_at = {int(t): i for i, t in enumerate(log_steps)}
     log_loss = torch.full((len(log_steps), B), float("nan"), dtype=torch.float64)
     log_dist = torch.full((len(log_steps), B), float("nan"), dtype=torch.float64)

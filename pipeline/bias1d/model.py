@@ -1,6 +1,6 @@
 """Univariate convex residual networks, the convex-concave pair, and their batched training.
 
-SPEC sections 3-4. One network of depth L on a scalar input x:
+docs/science.md sections 3-4. One network of depth L on a scalar input x:
 
     z_0 = x,   z_i = z_{i-1} + w_i [z_{i-1} - b_i]_+   (i = 1..L),   w_i >= 0,
 

@@ -1,4 +1,9 @@
-"""Figures of the stability studies, drawn from the aggregated tables only."""
+"""Figures of the stability study: pure functions of the aggregated tables and the settings.
+
+Each takes `tables` (the tables named by the figure rule, by name) and `settings` (the shared
+figure settings merged with `figures.stability`) and returns a matplotlib Figure; the caller
+applies the theme and saves it.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,17 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from pipeline import stability as st
-from pipeline.errors import UserError
-from pipeline.plotting import apply_theme, panel_size, save
+from pipeline.plotting import panel_size, registry
+from pipeline.stability import model as st
 
 STATUS_ORDER = list(st.STATUSES)
+FIGURES, figure = registry()
 
 
-def _settings(figures: dict) -> dict:
-    return figures["stability"]
-
-
-def figure_phase_diagram(runs: pd.DataFrame, png, figures: dict):
+@figure("phase_diagram")
+def phase_diagram(tables: dict[str, pd.DataFrame], settings: dict):
     """Fraction of converged runs over (depth, delta), one panel per init and target, with delta*_L."""
-    apply_theme(figures)
-    cfg = _settings(figures)
+    runs = tables["runs"]
     inits = [i for i in ("balanced", "identity", "random") if i in set(runs["init"])]
     targets = sorted(runs["target"].unique())
     frac = (
@@ -32,7 +33,7 @@ def figure_phase_diagram(runs: pd.DataFrame, png, figures: dict):
     fig, axes = plt.subplots(
         len(targets),
         len(inits),
-        figsize=panel_size(figures, len(inits), len(targets)),
+        figsize=panel_size(settings, len(inits), len(targets)),
         squeeze=False,
         sharey=True,
         layout="constrained",
@@ -48,11 +49,11 @@ def figure_phase_diagram(runs: pd.DataFrame, png, figures: dict):
                 d["depth"],
                 d["delta"],
                 c=d["conv"],
-                cmap=cfg["cmap"],
+                cmap=settings["cmap"],
                 vmin=0,
                 vmax=1,
                 marker="s",
-                s=cfg["marker_size"],
+                s=settings["marker_size"],
             )
             ax.plot(Ls, st.delta_star(Ls, r, s_mean), color="k", lw=1.2, label=r"$\delta^*_L$")
             ax.set_yscale("log")
@@ -64,19 +65,19 @@ def figure_phase_diagram(runs: pd.DataFrame, png, figures: dict):
             if i == 0 and j == 0:
                 ax.legend(loc="upper right")
     fig.colorbar(sc, ax=axes, label="fraction converged", shrink=0.8)
-    return save(fig, png, figures)
+    return fig
 
 
-def figure_sharpness(runs: pd.DataFrame, png, figures: dict):
+@figure("sharpness")
+def sharpness(tables: dict[str, pd.DataFrame], settings: dict):
     """Sharpness at the end vs 2/delta per init: converged runs must lie on or below the line."""
-    apply_theme(figures)
-    cfg = _settings(figures)
+    runs = tables["runs"]
     inits = [i for i in ("balanced", "identity", "random") if i in set(runs["init"])]
     d = runs[runs["status"] != "diverged"]
     fig, axes = plt.subplots(
         1,
         len(inits),
-        figsize=panel_size(figures, len(inits)),
+        figsize=panel_size(settings, len(inits)),
         squeeze=False,
         sharey=True,
         layout="constrained",
@@ -90,7 +91,7 @@ def figure_sharpness(runs: pd.DataFrame, png, figures: dict):
             y="sharpness",
             hue="status",
             hue_order=[s for s in STATUS_ORDER if s in set(d["status"])],
-            alpha=cfg["alpha"],
+            alpha=settings["alpha"],
             s=12,
             linewidth=0,
             ax=ax,
@@ -102,15 +103,16 @@ def figure_sharpness(runs: pd.DataFrame, png, figures: dict):
         ax.set_ylabel(r"sharpness $\lambda_{max}(H)$ at the end")
         ax.set_title(f"{init} init")
         ax.legend(fontsize="x-small")
-    return save(fig, png, figures)
+    return fig
 
 
-def figure_depth(runs: pd.DataFrame, png, figures: dict):
+@figure("depth")
+def depth(tables: dict[str, pd.DataFrame], settings: dict):
     """Final training loss vs depth, one line per init, median with inter-quartile band."""
-    apply_theme(figures)
-    fig, ax = plt.subplots(figsize=panel_size(figures), layout="constrained")
+    runs = tables["runs"]
+    fig, ax = plt.subplots(figsize=panel_size(settings), layout="constrained")
     d = runs.copy()
-    floor = figures["stability"]["loss_floor"]
+    floor = settings["loss_floor"]
     d["final_loss"] = d["final_loss"].clip(lower=floor)
     sns.lineplot(
         data=d,
@@ -134,29 +136,24 @@ def figure_depth(runs: pd.DataFrame, png, figures: dict):
     ax.set_title(rf"$\delta$ = {delta:g}, {its} iterations")
     ax.set_xlabel("depth L")
     ax.set_ylabel(f"final training loss (clipped at {floor:g})")
-    return save(fig, png, figures)
+    return fig
 
 
-def figure_single_vs_double(runs: pd.DataFrame, curves: pd.DataFrame, png, figures: dict):
+@figure("single_vs_double")
+def single_vs_double(tables: dict[str, pd.DataFrame], settings: dict):
     """Typical pair of loss curves, median/IQR over matrices, divergence fraction vs delta_rel."""
-    apply_theme(figures)
-    cfg = _settings(figures)["typical"]
+    runs, curves = tables["runs"], tables["curves"]
+    cfg = settings["typical"]
     pick = runs[
         (runs["regime"] == cfg["regime"])
         & (runs["depth"] == cfg["depth"])
         & np.isclose(runs["delta_rel"], cfg["delta_rel"])
     ]
-    if pick.empty:
-        raise UserError(
-            "figures.stability.typical selects no run (regime "
-            f"{cfg['regime']!r}, depth {cfg['depth']}, delta_rel {cfg['delta_rel']}); choose values "
-            "present in stability.single_vs_double."
-        )
-    fig, axes = plt.subplots(1, 3, figsize=panel_size(figures, 3), layout="constrained")
-    floor = figures["stability"]["loss_floor"]
+    fig, axes = plt.subplots(1, 3, figsize=panel_size(settings, 3), layout="constrained")
+    floor = settings["loss_floor"]
     c = curves.merge(pick[["run_id", "network", "seed"]], on="run_id")
     c["loss"] = c["loss"].clip(lower=floor)
-    seed = cfg["seed"] if cfg["seed"] in set(pick["seed"]) else int(pick["seed"].min())
+    seed = cfg["seed"]
     one = c[c["seed"] == seed]
     sns.lineplot(data=one, x="step", y="loss", hue="network", hue_order=["single", "double"], ax=axes[0])
     axes[0].set_title(f"typical pair: {cfg['regime']}, L = {cfg['depth']}, seed {seed}")
@@ -197,4 +194,4 @@ def figure_single_vs_double(runs: pd.DataFrame, curves: pd.DataFrame, png, figur
     axes[2].set_ylim(-0.03, 1.03)
     axes[2].set_xlabel(r"$c$ in $\delta = c / (L \max(1,\sigma_{max})^{2(L-1)/L})$")
     axes[2].set_ylabel("fraction diverged (all depths)")
-    return save(fig, png, figures)
+    return fig

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Bring up a single-node Slurm cluster on 127.0.0.1, for testing the Slurm profile
-# (workflow/profiles/slurm) without a real cluster.
+# (profiles/slurm) without a real cluster.
 #
-#   tests/cluster/start-local-slurm.sh [STATE_DIR]      (run as root)
+#   cluster/start-local-slurm.sh [STATE_DIR]      (run as root)
 #   . STATE_DIR/env                                     (sets SLURM_CONF for sbatch, sacct, ...)
-#   tests/cluster/stop-local-slurm.sh [STATE_DIR]
+#   cluster/stop-local-slurm.sh [STATE_DIR]
 #
 # STATE_DIR defaults to $LOCAL_SLURM_DIR, else /tmp/local-slurm. Everything the cluster
 # writes (configuration, munge key, MariaDB data, spool, logs, PID files) lives there;
@@ -87,7 +87,7 @@ PIDS=$STATE/pids
 mkdir -p "$PIDS"
 DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)   # start order
 
-# shellcheck source=tests/cluster/pids.sh
+# shellcheck source=cluster/pids.sh
 . "$HERE/pids.sh"
 
 # Start "$@" in its own session, in the background, and record its PID as $name.
@@ -143,7 +143,7 @@ chmod 755 "$STATE/munge"
 chmod 700 "$STATE/mysql"
 
 # At least 8 CPUs and 32 GB, whatever the machine has, so that every request of the Slurm
-# profile (workflow/profiles/slurm) fits on the node; nothing is enforced.
+# profile (profiles/slurm) fits on the node; nothing is enforced.
 real_cpus=$(nproc)
 real_mem=$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
 CPUS=${LOCAL_SLURM_CPUS:-$(( real_cpus > 8 ? real_cpus : 8 ))}
@@ -179,7 +179,7 @@ fi
 : >"$STATE/etc/plugstack.conf"
 
 cat >"$SLURM_CONF" <<EOF
-# Written by tests/cluster/start-local-slurm.sh: a one-node cluster on 127.0.0.1.
+# Written by cluster/start-local-slurm.sh: a one-node cluster on 127.0.0.1.
 ClusterName=$CLUSTER
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
@@ -231,7 +231,7 @@ PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
 
 cat >"$STATE/etc/slurmdbd.conf" <<EOF
-# Written by tests/cluster/start-local-slurm.sh.
+# Written by cluster/start-local-slurm.sh.
 AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCKET
 DbdHost=localhost
@@ -262,7 +262,7 @@ fi
 if [[ -L $RUN_CONF ]]; then
     other=$(readlink "$RUN_CONF")
     if [[ $other != "$STATE/etc" && -e $other/slurm.conf ]]; then
-        grep -q '^# Written by tests/cluster/start-local-slurm.sh' "$other/slurm.conf" \
+        grep -q '^# Written by cluster/start-local-slurm.sh' "$other/slurm.conf" \
             || die "$RUN_CONF points to another Slurm's configuration ($other); not touching it"
         other_pid=$(cat "$other/../pids/slurmctld.pid" 2>/dev/null || true)
         [[ -n $other_pid && -r /proc/$other_pid/cmdline ]] \

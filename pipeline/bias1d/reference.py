@@ -1,7 +1,7 @@
 """Reference implementation: one `torch.nn.Module` per run, trained with torch.optim.SGD(nesterov=True).
 
 Slow on purpose (autograd and an optimizer per run); the tests check that the batched trainer
-of `pipeline.bias1d` gives the same parameters, and bench/bench_bias1d.py times the two.
+of `pipeline.bias1d.model` gives the same parameters, and bench/bench_bias1d.py times the two.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.bias1d import PairParams
+from pipeline.bias1d.model import PairParams
 
 
 class PairNet(nn.Module):

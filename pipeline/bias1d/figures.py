@@ -1,4 +1,8 @@
-"""Figures of the 1-D bias study, drawn from the aggregated tables only."""
+"""Figures of the 1-D bias study: pure functions of the aggregated tables and the settings.
+
+Each takes `tables` (by name) and `settings` (the shared figure settings merged with
+`figures.bias1d`) and returns a matplotlib Figure; the caller applies the theme and saves it.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +11,21 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from pipeline.errors import UserError
-from pipeline.plotting import apply_theme, panel_size, save
+from pipeline.plotting import panel_size, registry
+
+FIGURES, figure = registry()
 
 
-def _depth(runs: pd.DataFrame, fig_cfg: dict) -> int:
-    depths = sorted(runs["depth"].unique())
-    depth = fig_cfg["depth"] if fig_cfg["depth"] is not None else depths[0]
-    if depth not in depths:
-        raise UserError(f"figures.bias1d.depth = {depth} was not run; bias1d.depths has {depths}.")
-    return int(depth)
-
-
-def fit_figure(runs, estimates, points, truth, theme: dict, fig_cfg: dict, png) -> None:
+@figure("fit")
+def fit(tables: dict[str, pd.DataFrame], settings: dict):
     """Data points, the target and the estimate of every init interval, one panel per target."""
-    apply_theme(theme)
-    depth = _depth(runs, fig_cfg)
-    seed = fig_cfg["seed"]
-    if seed not in set(runs["seed"]):
-        raise UserError(
-            f"figures.bias1d.seed = {seed} is not a seed of the bias1d runs ({sorted(set(runs['seed']))})."
-        )
+    runs, estimates, points, truth = (tables[k] for k in ("runs", "estimates", "points", "truth"))
+    depth = settings["depth"] if settings["depth"] is not None else int(runs["depth"].min())
+    seed = settings["seed"]
     targets = list(dict.fromkeys(runs["target"]))
     intervals = list(dict.fromkeys(runs["interval"]))
     colors = dict(zip(intervals, sns.color_palette(n_colors=len(intervals) + 1)[1:], strict=True))
-    fig, axes = plt.subplots(1, len(targets), figsize=panel_size(theme, len(targets)), squeeze=False)
+    fig, axes = plt.subplots(1, len(targets), figsize=panel_size(settings, len(targets)), squeeze=False)
     for ax, target in zip(axes[0], targets, strict=True):
         t = truth[truth["target"] == target]
         ax.plot(t["x"], t["y"], color="0.3", lw=1.0, ls="--", label="target")
@@ -47,12 +41,13 @@ def fit_figure(runs, estimates, points, truth, theme: dict, fig_cfg: dict, png) 
         ax.set_ylabel("y")
         ax.legend(fontsize="x-small")
     fig.tight_layout()
-    save(fig, png, theme)
+    return fig
 
 
-def drift_figure(runs: pd.DataFrame, theme: dict, fig_cfg: dict, png) -> None:
+@figure("drift")
+def drift(tables: dict[str, pd.DataFrame], settings: dict):
     """Per-run median relative drift of biases and of weights, per init interval and target."""
-    apply_theme(theme)
+    runs = tables["runs"]
     long = pd.concat(
         [
             runs.assign(parameter="bias", drift=runs["bias_drift_rel_median"]),
@@ -62,7 +57,7 @@ def drift_figure(runs: pd.DataFrame, theme: dict, fig_cfg: dict, png) -> None:
     long = long[long["status"] == "ok"]
     targets = list(dict.fromkeys(runs["target"]))
     fig, axes = plt.subplots(
-        1, len(targets), figsize=panel_size(theme, len(targets)), squeeze=False, sharey=True
+        1, len(targets), figsize=panel_size(settings, len(targets)), squeeze=False, sharey=True
     )
     for ax, target in zip(axes[0], targets, strict=True):
         d = long[long["target"] == target]
@@ -78,21 +73,22 @@ def drift_figure(runs: pd.DataFrame, theme: dict, fig_cfg: dict, png) -> None:
             color="black",
             legend=False,
         )
-        if fig_cfg["log_drift"] and (d["drift"] > 0).all():
+        if settings["log_drift"] and (d["drift"] > 0).all():
             ax.set_yscale("log")
         ax.set_title(target)
         ax.set_xlabel("bias init interval")
         ax.set_ylabel("median |final - init| / init interval width")
     fig.tight_layout()
-    save(fig, png, theme)
+    return fig
 
 
-def lipschitz_figure(runs: pd.DataFrame, theme: dict, fig_cfg: dict, png) -> None:
+@figure("lipschitz")
+def lipschitz(tables: dict[str, pd.DataFrame], settings: dict):
     """Estimate's Lipschitz constant over the target's, and final training MSE, per interval."""
-    apply_theme(theme)
+    runs = tables["runs"]
     ok = runs[runs["status"] == "ok"].copy()
     ok["depth"] = ok["depth"].astype(str)
-    fig, axes = plt.subplots(1, 2, figsize=panel_size(theme, 2))
+    fig, axes = plt.subplots(1, 2, figsize=panel_size(settings, 2))
     hue = "target"
     sns.stripplot(data=ok, x="interval", y="lipschitz_ratio", hue=hue, dodge=True, ax=axes[0], size=3)
     axes[0].axhline(1.0, color="0.3", lw=1, ls="--")
@@ -115,4 +111,4 @@ def lipschitz_figure(runs: pd.DataFrame, theme: dict, fig_cfg: dict, png) -> Non
     axes[1].set_ylabel("final training MSE")
     axes[1].set_xlabel("bias init interval")
     fig.tight_layout()
-    save(fig, png, theme)
+    return fig

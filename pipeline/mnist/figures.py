@@ -1,4 +1,9 @@
-"""Figures of the MNIST study, drawn from the aggregated tables only."""
+"""Figures of the MNIST study: pure functions of the aggregated tables and the settings.
+
+Each takes `tables` (by name; each table holds every variant) and `settings` (the shared
+figure settings merged with `figures.mnist`) and returns a matplotlib Figure; the caller
+applies the theme and saves it.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,22 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from pipeline.plotting import panel_size
+from pipeline.plotting import panel_size, registry
+
+FIGURES, figure = registry()
 
 
 def _variants(df: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(df["variant"]))
 
 
-def accuracy_figure(metrics: pd.DataFrame, figures: dict):
+@figure("accuracy")
+def accuracy(tables: dict[str, pd.DataFrame], settings: dict):
     """Train and test accuracy (%) vs epoch, one panel per variant (the paper's figure)."""
+    metrics = tables["metrics"]
     variants = _variants(metrics)
-    fig, axes = plt.subplots(1, len(variants), figsize=panel_size(figures, len(variants)), squeeze=False)
-    cfg = figures["mnist"]
+    fig, axes = plt.subplots(1, len(variants), figsize=panel_size(settings, len(variants)), squeeze=False)
+    cfg = settings
     lows = []
     for ax, variant in zip(axes[0], variants, strict=True):
         m = metrics[metrics["variant"] == variant].sort_values("epoch")
@@ -36,9 +45,11 @@ def accuracy_figure(metrics: pd.DataFrame, figures: dict):
     return fig
 
 
-def gap_figure(metrics: pd.DataFrame, figures: dict):
+@figure("gap")
+def gap(tables: dict[str, pd.DataFrame], settings: dict):
     """Train minus test accuracy (percentage points) vs epoch, one line per variant."""
-    fig, ax = plt.subplots(figsize=panel_size(figures))
+    metrics = tables["metrics"]
+    fig, ax = plt.subplots(figsize=panel_size(settings))
     df = metrics.assign(gap_points=100 * (metrics["train_acc"] - metrics["test_acc"]))
     sns.lineplot(data=df, x="epoch", y="gap_points", hue="variant", marker="o", ax=ax)
     ax.axhline(0.0, color="0.4", lw=0.8)
@@ -48,13 +59,14 @@ def gap_figure(metrics: pd.DataFrame, figures: dict):
     return fig
 
 
-def drift_figure(drift: pd.DataFrame, figures: dict):
+@figure("drift")
+def drift(tables: dict[str, pd.DataFrame], settings: dict):
     """Relative bias drift vs relative weight drift of every network and layer, per variant."""
-    epoch = figures["mnist"]["drift_epoch"] or int(drift["epoch"].max())
-    epoch = min(epoch, int(drift["epoch"].max()))
+    drift = tables["drift"]
+    epoch = settings["drift_epoch"] or int(drift["epoch"].max())
     d = drift[drift["epoch"] == epoch]
     variants = _variants(d)
-    fig, axes = plt.subplots(1, len(variants), figsize=panel_size(figures, len(variants)), squeeze=False)
+    fig, axes = plt.subplots(1, len(variants), figsize=panel_size(settings, len(variants)), squeeze=False)
     for ax, variant in zip(axes[0], variants, strict=True):
         v = d[d["variant"] == variant]
         sns.scatterplot(

@@ -1,12 +1,12 @@
-"""The three stability studies (SPEC sections 1-2): one shard (one study x one depth) -> tables.
+"""The stability study's three parts (docs/science.md sections 1-2): config slice -> tables.
 
-`run_shard(study, depth, engine, block)` builds the batch of runs of one shard from the
-config (`engine`: the settings shared by the studies, `block`: the study's own block), runs
-it as one batched gradient descent (two for single_vs_double: single and double network),
-measures the sharpness at the end, and returns `(runs, curves)` DataFrames whose columns are
-the table contract of DESIGN.md. Seeds derive from (base_seed, study, what the random draw
-is for, replicate): the same config gives identical tables, and the target of replicate k is
-the same at every depth and step size.
+A shard is one part (`scalar`, `depth`, `single_vs_double`) at one depth. `run_shard(cfg,
+part, depth)` builds the batch of runs of the shard from `cfg` (the engine settings shared by
+the parts plus the part's own block), runs it as one batched gradient descent (two for
+single_vs_double: single and double network), measures the sharpness at the end, and returns
+the tables `runs` and `curves` (columns: docs/tables.md). Seeds derive from (base_seed, part,
+what the random draw is for, replicate): the same config gives identical tables, and the
+target of replicate k is the same at every depth and step size.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import stability as st
-from pipeline.errors import UserError
+from pipeline.seeds import generator
+from pipeline.stability import model as st
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -31,7 +31,8 @@ def scalar_deltas(block: dict, L: int, r: float, s: float) -> list[tuple[float, 
     return grid + [(f * ds, "relative") for f in block["delta_factors"]]
 
 
-def _engine_kwargs(engine: dict) -> dict:
+def engine_kwargs(engine: dict) -> dict:
+    """Keyword arguments of `model.gradient_descent` from the engine settings of the config."""
     osc = engine["oscillation"]
     return dict(
         tol=engine["tol"],
@@ -80,11 +81,11 @@ def run_scalar(depth: int, engine: dict, block: dict):
                 if block["data"] == "whitened":
                     s_eff = float(s)
                 else:
-                    g = st.generator(base, "scalar", "data", s, seed)
+                    g = generator(base, "scalar", "data", s, seed)
                     x = torch.randn(block["n_points"], dtype=torch.float64, generator=g) * np.sqrt(s)
                     s_eff = float((x**2).mean())
                 for init in block["inits"]:
-                    g = st.generator(base, "scalar", "init", L, r, s, init, seed)
+                    g = generator(base, "scalar", "init", L, r, s, init, seed)
                     w0 = st.init_scalar(init, L, r, g, block["perturbation"], block["random_spread"])
                     for k, (delta, grid) in enumerate(scalar_deltas(block, L, r, s_eff)):
                         rows.append(
@@ -111,7 +112,7 @@ def run_scalar(depth: int, engine: dict, block: dict):
     sigma = torch.tensor(sigmas, dtype=dtype).reshape(-1, 1, 1)
     delta = runs["delta"].to_numpy()
     res = st.gradient_descent(
-        R, chains, [1], torch.tensor(delta), block["iterations"], sigma=sigma, **_engine_kwargs(engine)
+        R, chains, [1], torch.tensor(delta), block["iterations"], sigma=sigma, **engine_kwargs(engine)
     )
     sharp = st.sharpness(
         R, res.chains, [1], sigma, iters=engine["sharpness_iters"], seed=base, mask=res.status != "diverged"
@@ -136,7 +137,7 @@ def _matrix_targets(base, study, n, regimes, eigvec, seeds):
     """{(regime name, seed): Target}, the same for every depth and step size."""
     return {
         (reg["name"], seed): st.random_target(
-            n, reg["low"], reg["high"], eigvec, st.generator(base, study, "target", reg["name"], seed)
+            n, reg["low"], reg["high"], eigvec, generator(base, study, "target", reg["name"], seed)
         )
         for reg in regimes
         for seed in range(seeds)
@@ -147,7 +148,7 @@ def _sigma(base, study, block, n, dtype, B_idx):
     if block["data"] == "whitened":
         return None
     cov = {
-        s: st.data_covariance(n, "random", block["n_points"], st.generator(base, study, "data", s))
+        s: st.data_covariance(n, "random", block["n_points"], generator(base, study, "data", s))
         for s in sorted(set(B_idx))
     }
     return torch.stack([cov[s] for s in B_idx]).to(dtype)
@@ -170,7 +171,7 @@ def run_depth(depth: int, engine: dict, block: dict):
     rows, inits = [], []
     for init in block["inits"]:
         for seed in range(block["seeds"]):
-            g = st.generator(base, "depth", "init", L, init, seed)
+            g = generator(base, "depth", "init", L, init, seed)
             inits.append(st.init_chain(init, L, n, g))
             rows.append(
                 dict(
@@ -195,7 +196,7 @@ def run_depth(depth: int, engine: dict, block: dict):
     sigma = _sigma(base, "depth", block, n, dtype, list(runs["seed"]))
     delta = runs["delta"].to_numpy()
     res = st.gradient_descent(
-        R, chains, [1], torch.tensor(delta), block["iterations"], sigma=sigma, **_engine_kwargs(engine)
+        R, chains, [1], torch.tensor(delta), block["iterations"], sigma=sigma, **engine_kwargs(engine)
     )
     sharp = st.sharpness(
         R, res.chains, [1], sigma, iters=engine["sharpness_iters"], seed=base, mask=res.status != "diverged"
@@ -247,7 +248,7 @@ def run_single_vs_double(depth: int, engine: dict, block: dict):
     for network, signs in (("single", [1]), ("double", [1, -1])):
         chains = [[eye.clone() for _ in range(L)] for _ in signs]
         res = st.gradient_descent(
-            R, chains, signs, torch.tensor(delta), block["iterations"], sigma=sigma, **_engine_kwargs(engine)
+            R, chains, signs, torch.tensor(delta), block["iterations"], sigma=sigma, **engine_kwargs(engine)
         )
         sharp = st.sharpness(
             R,
@@ -274,29 +275,23 @@ def run_single_vs_double(depth: int, engine: dict, block: dict):
 RUNNERS = {"scalar": run_scalar, "depth": run_depth, "single_vs_double": run_single_vs_double}
 
 
-def check_block(study: str, block: dict) -> None:
-    """Cross-key checks the schema cannot express; a violation is a `UserError` naming the keys."""
-    if study == "scalar" and block["delta_min"] > block["delta_max"]:
-        raise UserError(
-            f"stability.scalar.delta_min = {block['delta_min']} is larger than stability.scalar.delta_max = "
-            f"{block['delta_max']}; make delta_min <= delta_max."
-        )
-    if study == "depth" and block["eig_low"] > block["eig_high"]:
-        raise UserError("stability.depth.eig_low is larger than stability.depth.eig_high; swap them.")
-    for reg in block.get("regimes", []):
-        if reg["low"] > reg["high"]:
-            raise UserError(
-                f"stability.single_vs_double.regimes: regime {reg['name']!r} has low > high; swap them."
-            )
+PARTS = tuple(RUNNERS)
 
 
-def run_shard(study: str, depth: int, engine: dict, block: dict):
-    """(runs, curves) DataFrames of one shard; see the module docstring."""
-    check_block(study, block)
+def run_shard(cfg: dict, part: str, depth: int) -> dict[str, pd.DataFrame]:
+    """Tables `runs` and `curves` of one shard; see the module docstring."""
     torch.set_flush_denormal(True)
-    return RUNNERS[study](int(depth), engine, block)
+    engine = {k: v for k, v in cfg.items() if k not in PARTS}
+    runs, curves = RUNNERS[part](int(depth), engine, cfg[part])
+    return {"runs": runs, "curves": curves}
 
 
-def concat_shards(paths) -> pd.DataFrame:
-    """One table from the shards' Parquet files, in the order given (depth order of the config)."""
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Share of each status per depth, init, network and step grid of one part's runs."""
+    runs = tables["runs"]
+    keys = [k for k in ("depth", "init", "network", "regime", "target", "delta_grid") if k in runs]
+    counts = runs.groupby(keys + ["status"], dropna=False).size().unstack("status", fill_value=0)
+    counts = counts.reindex(columns=list(st.STATUSES), fill_value=0)
+    out = counts.div(counts.sum(axis=1), axis=0).add_prefix("share_")
+    out["runs"] = counts.sum(axis=1)
+    return out.reset_index()

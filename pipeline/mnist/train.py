@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from pipeline.data import MnistTensors
-from pipeline.mnist import (
+from pipeline.mnist.model import (
     ResidualPairs,
     configure_backend,
     drift_rows,
@@ -272,14 +272,3 @@ def train(
 def finish(checkpoint_dir: str | Path) -> None:
     """Remove the checkpoint once the outputs are written (a later run with new settings starts afresh)."""
     (Path(checkpoint_dir) / CHECKPOINT).unlink(missing_ok=True)
-
-
-def write_outputs(outcome: TrainOutcome, cfg: dict, output) -> None:
-    """The tables (Parquet) and the final model state (torch.save of a plain dict)."""
-    outcome.metrics.to_parquet(output.metrics, index=False)
-    outcome.drift.to_parquet(output.drift, index=False)
-    outcome.lipschitz.to_parquet(output.lipschitz, index=False)
-    variant = str(outcome.metrics["variant"].iloc[0])
-    torch.save(
-        {"variant": variant, "config": cfg, "device": outcome.device, "state": outcome.state}, output.model
-    )
