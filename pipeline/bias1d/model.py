@@ -196,14 +196,6 @@ def autograd_gradients(p: PairParams, x: torch.Tensor, y: torch.Tensor) -> PairP
 # ---------------------------------------------------------------- training ------------------------------
 
 
-def log_steps(iterations: int, points: int) -> list[int]:
-    """About `points` log-spaced iteration counts in [0, iterations], always with 0 and the last."""
-    if iterations <= 0:
-        return [0]
-    raw = np.geomspace(1, iterations, num=max(points - 1, 1))
-    return sorted({0, iterations, *(int(round(s)) for s in raw)})
-
-
 def train_nesterov(
     p: PairParams,
     x: torch.Tensor,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import zlib
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,8 @@ import torch
 
 from pipeline.bias1d import model as nets
 from pipeline.errors import UserError
+from pipeline.seeds import numpy_rng
+from pipeline.tables import log_steps
 
 TARGET_KINDS = ("piecewise", "sine")
 
@@ -57,18 +58,10 @@ def target_lipschitz(cfg: dict, name: str) -> float:
     return abs(s["amplitude"]) * omega * peak
 
 
-def _stream(*keys: int) -> np.random.Generator:
-    return np.random.default_rng([int(k) for k in keys])
-
-
-def _name_key(name: str) -> int:
-    return zlib.crc32(name.encode())
-
-
 def training_points(cfg: dict, target: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Training inputs (sorted) and labels of one (target, seed)."""
     d = cfg["data"]
-    rng = _stream(seed, _name_key(target), 1)
+    rng = numpy_rng("bias1d", "data", target, seed)
     if d["spacing"] == "even":
         x = np.linspace(d["low"], d["high"], d["points"])
     else:
@@ -108,7 +101,7 @@ def initial_params(cfg: dict, runs: pd.DataFrame) -> nets.PairParams:
     p = nets.PairParams.empty(depth, len(runs))
     wl, wh = cfg["weight_init"]["low"], cfg["weight_init"]["high"]
     for r, row in enumerate(runs.itertuples()):
-        rng = _stream(row.seed, depth, 2)
+        rng = numpy_rng("bias1d", "init", depth, row.seed)
         w = rng.uniform(wl, wh, size=(depth, 2))
         u = rng.uniform(0.0, 1.0, size=(depth, 2))
         p.w[:, r] = torch.from_numpy(w)
@@ -126,7 +119,7 @@ def train(cfg: dict, runs: pd.DataFrame, xs: np.ndarray, ys: np.ndarray):
     opt = cfg["optimizer"]
     p = initial_params(cfg, runs)
     init = p.numpy()
-    steps = nets.log_steps(opt["iterations"], cfg["curve_points"])
+    steps = log_steps(opt["iterations"], cfg["curve_points"])
     x = torch.from_numpy(np.ascontiguousarray(xs))
     y = torch.from_numpy(np.ascontiguousarray(ys))
     p, curves = nets.train_nesterov(p, x, y, opt["lr"], opt["momentum"], opt["iterations"], steps)

@@ -269,11 +269,10 @@ def init_state(model: ResidualPairs) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------- data ---------------
-def subset(images, labels, k: int, seed: int):
-    """A seeded random subset of k examples (k = 0 or k >= size: everything, in order)."""
+def subset(images, labels, k: int, g: torch.Generator):
+    """A random subset of k examples drawn with `g` (k = 0 or k >= size: everything, in order)."""
     if k <= 0 or k >= images.shape[0]:
         return images, labels
-    g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(images.shape[0], generator=g)[:k].sort().values
     return images[idx], labels[idx]
 

@@ -38,6 +38,7 @@ from pipeline.mnist.model import (
     resolve_device,
     subset,
 )
+from pipeline.seeds import derive_seed, generator
 
 CHECKPOINT = "last.pt"
 
@@ -157,19 +158,19 @@ def train(
     device = resolve_device(cfg["device"])
     configure_backend(device, cfg)
     seed = cfg["seed"]
-    x_tr, y_tr = subset(data.x_train, data.y_train, cfg["train_subset"], seed)
-    x_te, y_te = subset(data.x_test, data.y_test, cfg["test_subset"], seed + 1)
+    x_tr, y_tr = subset(
+        data.x_train, data.y_train, cfg["train_subset"], generator("mnist", "train subset", seed)
+    )
+    x_te, y_te = subset(data.x_test, data.y_test, cfg["test_subset"], generator("mnist", "test subset", seed))
     x_tr, y_tr, x_te, y_te = (t.to(device) for t in (x_tr, y_tr, x_te, y_te))
     n_train, bs, kind, opt_cfg = x_tr.shape[0], cfg["batch_size"], cfg["loss"], cfg["optimizer"]
 
-    model = ResidualPairs(
-        cfg, variant, torch.Generator().manual_seed(seed)
-    )  # init on CPU: same on any device
+    model = ResidualPairs(cfg, variant, generator("mnist", "init", seed))  # on CPU: the same on any device
     model.project()
     model.to(device)
     init = init_state(model)
     optimizer = make_optimizer(opt_cfg, model.parameters())
-    perm_gen = torch.Generator(device=device).manual_seed(seed)
+    perm_gen = torch.Generator(device=device).manual_seed(derive_seed("mnist", "batches", seed))
 
     fp = fingerprint(cfg, variant, [tuple(x_tr.shape), tuple(x_te.shape), (device.type,)])
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT
