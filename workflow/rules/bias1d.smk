@@ -3,12 +3,21 @@
 # intervals. One shard per depth (all targets x intervals x seeds as one batch):
 # bias1d_shard -> bias1d_aggregate -> bias1d_figure.
 BIAS1D = config["bias1d"]
-BIAS1D_TABLES = ("runs", "estimates", "curves", "layers", "points", "truth")
+BIAS1D_TABLES = (
+    "runs",
+    "snapshots",
+    "estimates",
+    "curves",
+    "layers",
+    "points",
+    "truth",
+)
 # Figures: name -> the tables it reads.
 BIAS1D_FIGURES = {
     "fit": ["runs", "estimates", "points", "truth"],
     "drift": ["runs"],
     "lipschitz": ["runs"],
+    "budget": ["robustness"],
 }
 
 
@@ -56,6 +65,7 @@ rule bias1d_aggregate:
     output:
         **{t: f"results/bias1d/{t}.parquet" for t in BIAS1D_TABLES},
         summary="results/bias1d/summary.csv",
+        robustness="results/bias1d/robustness.parquet",
     log:
         "results/logs/bias1d/aggregate.log",
     benchmark:
@@ -72,7 +82,8 @@ rule bias1d_figure:
     input:
         unpack(
             lambda wildcards: {
-                t: f"results/bias1d/{t}.parquet" for t in BIAS1D_FIGURES[wildcards.figure]
+                t: f"results/bias1d/{t}.parquet"
+                for t in BIAS1D_FIGURES[wildcards.figure]
             }
         ),
     output:
@@ -92,7 +103,7 @@ rule bias1d_figure:
     conda:
         ENV
     params:
-        study="bias1d",
+        figures="pipeline.bias1d.figures",
         settings=figure_settings("bias1d"),
         caption=lambda wildcards: caption("bias1d", wildcards.figure),
     script:

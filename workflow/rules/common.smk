@@ -18,10 +18,11 @@ FIGURE_FORMATS = [f for f in dict.fromkeys(config["figures"]["formats"]) if f !=
 
 
 def figure_settings(study):
-    """A figure rule's settings: the shared figure keys merged with figures.<study>, so that
-    changing another study's figure settings re-draws none of this study's figures."""
+    """A figure rule's settings: the shared figure keys merged with figures.<study> (if any),
+    so that changing another study's figure settings re-draws none of this study's figures.
+    """
     shared = {k: v for k, v in config["figures"].items() if not isinstance(v, dict)}
-    return canonical({**shared, **config["figures"][study]})
+    return canonical({**shared, **config["figures"].get(study, {})})
 
 
 def caption(study, figure):
@@ -50,5 +51,6 @@ def final_targets(report=True):
     for out in study_outputs().values():
         targets += out["tables"] + figure_files(out["figures"])
     if report and config["report"]["enabled"]:
-        targets += [rules.report_claims.output[0], rules.report_html.output[0]]
+        targets += [*rules.report_claims.output, rules.report_html.output[0]]
+        targets += figure_files(report_figures()["report"])
     return targets

@@ -91,7 +91,9 @@ rule mnist_figure:
     input:
         unpack(
             lambda wildcards: {
-                t: expand("results/mnist/{variant}/{t}.parquet", variant=MNIST_VARIANTS, t=t)
+                t: expand(
+                    "results/mnist/{variant}/{t}.parquet", variant=MNIST_VARIANTS, t=t
+                )
                 for t in MNIST_FIGURES[wildcards.figure]
             }
         ),
@@ -112,7 +114,7 @@ rule mnist_figure:
     conda:
         ENV
     params:
-        study="mnist",
+        figures="pipeline.mnist.figures",
         settings=figure_settings("mnist"),
         caption=lambda wildcards: caption("mnist", wildcards.figure),
     script:

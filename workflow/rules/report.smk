@@ -14,19 +14,31 @@ def claim_inputs(wildcards):
     }
     if BIAS1D["enabled"]:
         tables["bias1d"] = rules.bias1d_aggregate.output.runs
-    variant = config["report"]["claims"]["mnist_variant"]
-    if variant in MNIST_VARIANTS:
-        tables["mnist"] = expand(rules.mnist_aggregate.output.metrics, variant=variant)[0]
+        tables["bias1d_snapshots"] = rules.bias1d_aggregate.output.snapshots
+    if MNIST_VARIANTS:
+        tables["mnist"] = expand(
+            rules.mnist_aggregate.output.metrics, variant=MNIST_VARIANTS
+        )
     return tables
 
 
+# Figures of the claims themselves: name -> the report tables it reads.
+REPORT_FIGURES = {"robustness": ["robustness"]}
+
+
 def report_figures():
-    return {study: out["figures"] for study, out in study_outputs().items()}
+    """{section: [png, ...]} of the report page: every study's figures, then the claims'."""
+    figures = {study: out["figures"] for study, out in study_outputs().items()}
+    figures["report"] = [
+        f"results/report/figures/{name}.png" for name in REPORT_FIGURES
+    ]
+    return figures
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
 localrules:
     report_claims,
+    report_figure,
     report_html,
 
 
@@ -34,12 +46,13 @@ rule report_claims:
     input:
         unpack(claim_inputs),
     output:
-        report(
+        claims=report(
             "results/report/claims.csv",
             caption="../report/report_claims.rst",
             category="Claims",
             labels={"table": "claims"},
         ),
+        robustness="results/report/robustness.parquet",
     log:
         "results/logs/report/claims.log",
     benchmark:
@@ -52,14 +65,47 @@ rule report_claims:
         "../scripts/report_claims.py"
 
 
+rule report_figure:
+    input:
+        unpack(
+            lambda wildcards: {
+                t: f"results/report/{t}.parquet"
+                for t in REPORT_FIGURES[wildcards.figure]
+            }
+        ),
+    output:
+        report(
+            "results/report/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category="Claims",
+            labels={"figure": "{figure}"},
+        ),
+        expand("results/report/figures/{{figure}}.{fmt}", fmt=FIGURE_FORMATS),
+    log:
+        "results/logs/report/figure_{figure}.log",
+    benchmark:
+        "results/benchmarks/report/figure_{figure}.tsv"
+    wildcard_constraints:
+        figure="|".join(REPORT_FIGURES),
+    conda:
+        ENV
+    params:
+        figures="pipeline.claims_figures",
+        settings=figure_settings("report"),
+        caption=lambda wildcards: caption("report", wildcards.figure),
+    script:
+        "../scripts/figure.py"
+
+
 rule report_html:
     input:
-        claims=rules.report_claims.output[0],
+        claims=rules.report_claims.output.claims,
         captions=[
             os.path.relpath(CAPTIONS / f"{study}_{Path(png).stem}.rst")
             for study, pngs in report_figures().items()
             for png in pngs
         ],
+        figures=[f for pngs in report_figures().values() for f in figure_files(pngs)],
         # every other final output, so the page is built last and sees every benchmark file
         targets=final_targets(report=False),
     output:
@@ -81,6 +127,7 @@ rule report_html:
             "stability": bool(STABILITY_PARTS),
             "bias1d": BIAS1D["enabled"],
             "mnist": bool(MNIST_VARIANTS),
+            "report": True,
         },
         # the workflow's folder, where git tells the commit
         repo=workflow.basedir,

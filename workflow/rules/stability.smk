@@ -14,6 +14,7 @@ STABILITY_FIGURES = {
     "phase_diagram": ("scalar", ["runs"]),
     "sharpness": ("scalar", ["runs"]),
     "depth": ("depth", ["runs"]),
+    "depth_region": ("depth", ["runs"]),
     "single_vs_double": ("single_vs_double", ["runs", "curves"]),
 }
 
@@ -116,7 +117,7 @@ rule stability_figure:
     conda:
         ENV
     params:
-        study="stability",
+        figures="pipeline.stability.figures",
         settings=figure_settings("stability"),
         caption=lambda wildcards: caption("stability", wildcards.figure),
     script:
