@@ -21,15 +21,6 @@ BIAS1D_FIGURES = {
 }
 
 
-def bias1d_outputs():
-    if not BIAS1D["enabled"]:
-        return {"tables": [], "figures": []}
-    return {
-        "tables": list(rules.bias1d_aggregate.output),
-        "figures": [f"results/bias1d/figures/{name}.png" for name in BIAS1D_FIGURES],
-    }
-
-
 # Cheap jobs run where snakemake runs, also under a cluster executor.
 localrules:
     bias1d_aggregate,

@@ -14,19 +14,6 @@ MNIST_FIGURES = {
 }
 
 
-def mnist_outputs():
-    return {
-        "tables": expand(
-            rules.mnist_aggregate.output, variant=MNIST_VARIANTS, allow_missing=True
-        ),
-        "figures": (
-            [f"results/mnist/figures/{name}.png" for name in MNIST_FIGURES]
-            if MNIST_VARIANTS
-            else []
-        ),
-    }
-
-
 wildcard_constraints:
     variant="pair|convex_only|plain_mlp",
 

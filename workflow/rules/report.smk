@@ -5,34 +5,8 @@
 from pipeline.config import without_runtime_keys
 from pipeline.report import config_digest
 
-
-def claim_inputs(wildcards):
-    """The aggregated tables the claims read, by name, for the enabled studies."""
-    tables = {
-        part: expand(rules.stability_aggregate.output.runs, part=part)[0]
-        for part in STABILITY_PARTS
-    }
-    if BIAS1D["enabled"]:
-        tables["bias1d"] = rules.bias1d_aggregate.output.runs
-        tables["bias1d_snapshots"] = rules.bias1d_aggregate.output.snapshots
-    if MNIST_VARIANTS:
-        tables["mnist"] = expand(
-            rules.mnist_aggregate.output.metrics, variant=MNIST_VARIANTS
-        )
-    return tables
-
-
 # Figures of the claims themselves: name -> the report tables it reads.
 REPORT_FIGURES = {"robustness": ["robustness"]}
-
-
-def report_figures():
-    """{section: [png, ...]} of the report page: every study's figures, then the claims'."""
-    figures = {study: out["figures"] for study, out in study_outputs().items()}
-    figures["report"] = [
-        f"results/report/figures/{name}.png" for name in REPORT_FIGURES
-    ]
-    return figures
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
