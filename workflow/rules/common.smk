@@ -40,6 +40,7 @@ def study_outputs():
         "stability": stability_outputs(),
         "bias1d": bias1d_outputs(),
         "mnist": mnist_outputs(),
+        "stepsize": stepsize_outputs(),
     }
     return {study: out for study, out in outputs.items() if out["tables"]}
 

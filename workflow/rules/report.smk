@@ -17,6 +17,8 @@ def claim_inputs(wildcards):
     variant = config["report"]["claims"]["mnist_variant"]
     if variant in MNIST_VARIANTS:
         tables["mnist"] = expand(rules.mnist_aggregate.output.metrics, variant=variant)[0]
+    if stepsize_shards():
+        tables["stepsize"] = rules.stepsize_aggregate.output.runs
     return tables
 
 
@@ -81,6 +83,7 @@ rule report_html:
             "stability": bool(STABILITY_PARTS),
             "bias1d": BIAS1D["enabled"],
             "mnist": bool(MNIST_VARIANTS),
+            "stepsize": bool(stepsize_shards()),
         },
         # the workflow's folder, where git tells the commit
         repo=workflow.basedir,
