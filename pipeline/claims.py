@@ -80,6 +80,8 @@ class Part:
     def __post_init__(self):
         if not self.verdict:
             self.verdict, self.flip_threshold = judge(self.ci_low, self.ci_high, self.threshold, self.side)
+            if self.verdict == NOT_RUN and math.isfinite(self.estimate):
+                self.evidence += " (no interval: fewer than two seeds)"
 
 
 def not_run(part: str, statistic: str, why: str) -> Part:
@@ -178,7 +180,7 @@ def evaluate_claim(claim: Claim, tables: Tables, th: Mapping) -> tuple[list[dict
             {
                 "claim_id": claim.claim_id,
                 "setting": json.dumps(setting, sort_keys=True, default=str),
-                **{f"setting_{k}": v for k, v in setting.items()},
+                **{f"setting_{k}": str(v) for k, v in setting.items()},
                 "verdict": combine(list(verdicts.values())),
                 **{f"part_{k}": v for k, v in verdicts.items()},
             }

@@ -212,11 +212,15 @@ def check_bias1d(config: Mapping) -> None:
     if any(x1 <= x0 for x0, x1 in zip(kx, kx[1:], strict=False)):
         _fail(f"Config key bias1d.piecewise.knots_x must be strictly increasing (got {kx}).")
     fig = config["figures"]["bias1d"]
+    names = [iv["name"] for iv in b["intervals"]]
     if b["enabled"]:
         seeds = [b["seed_offset"] + k for k in range(b["seeds"])]
         _member("figures.bias1d.seed", fig["seed"], seeds, "a seed of the bias1d runs")
         if fig["depth"] is not None:
             _member("figures.bias1d.depth", fig["depth"], b["depths"], "a depth of bias1d.depths")
+        for name in fig["intervals"]:
+            _member("figures.bias1d.intervals", name, names, "an interval of bias1d.intervals")
+        _member("figures.bias1d.momentum", fig["momentum"], b["optimizer"]["momenta"], "a momentum run")
 
 
 def check_mnist(config: Mapping) -> None:
@@ -255,9 +259,47 @@ def check_stepsize(config: Mapping) -> None:
         _member("figures.stepsize.reference_factor", ref, s["factors"], "a factor of stepsize.factors")
 
 
+def check_claims(config: Mapping) -> None:
+    """The primary settings of the claims must be settings that are run."""
+    th = config["report"]["claims"]
+    st = config["stability"]
+    if st["enabled"] and st["depth"]["enabled"]:
+        _member(
+            "report.claims.claim3_delta",
+            th["claim3_delta"],
+            st["depth"]["deltas"],
+            "a step of stability.depth.deltas",
+        )
+    if st["enabled"] and st["single_vs_double"]["enabled"]:
+        regimes = [r["name"] for r in st["single_vs_double"]["regimes"]]
+        for key in ("claim4_speed_regime", "claim4_stall_regime"):
+            _member(f"report.claims.{key}", th[key], regimes, "a regime of stability.single_vs_double")
+    b = config["bias1d"]
+    if b["enabled"]:
+        its = b["optimizer"]["iterations"]
+        budgets = sorted({s for s in b["snapshots"] if s <= its} | {its})
+        _member(
+            "report.claims.bias1d_target", th["bias1d_target"], b["targets"], "a target of bias1d.targets"
+        )
+        _member("report.claims.bias1d_depth", th["bias1d_depth"], b["depths"], "a depth of bias1d.depths")
+        _member(
+            "report.claims.bias1d_momentum",
+            th["bias1d_momentum"],
+            b["optimizer"]["momenta"],
+            "a momentum run",
+        )
+        _member("report.claims.bias1d_iterations", th["bias1d_iterations"], budgets, "a measured iteration")
+        widest = max(b["intervals"], key=lambda iv: iv["high"] - iv["low"])["name"]
+        narrow = [iv["name"] for iv in b["intervals"] if iv["name"] != widest]
+        _member(
+            "report.claims.bias1d_narrow", th["bias1d_narrow"], narrow, "an interval narrower than the widest"
+        )
+
+
 def check_relations(config: Mapping) -> None:
     """Every rule between config keys that the schema cannot express; raises `UserError`."""
     check_stability(config)
     check_bias1d(config)
     check_mnist(config)
     check_stepsize(config)
+    check_claims(config)

@@ -30,6 +30,7 @@ STUDY_TITLES = {
     "bias1d": "Convex residual pairs in 1-D: bias initialisation (docs/science.md sections 3-4)",
     "mnist": "MNIST with 20 convex residual networks (docs/science.md section 5)",
     "stepsize": "State-dependent step sizes, ours (docs/science.md section 6.1)",
+    "report": "Robustness of the verdicts over the settings the paper left open",
 }
 PACKAGES = (
     "torch",
@@ -207,7 +208,8 @@ def build_sections(
 
     `captions` are the caption files (`<study>_<figure stem>.rst`) to take the captions from.
     """
-    studies = list(STUDY_TITLES) + sorted(set(figures) - set(STUDY_TITLES))
+    listed = set(figures) | set(enabled)
+    studies = [s for s in STUDY_TITLES if s in listed] + sorted(listed - set(STUDY_TITLES))
     sections = []
     for study in studies:
         pngs = list(figures.get(study, []))
@@ -244,6 +246,10 @@ td.claim { width: 34%; } td.verdict { width: 9.5em; } td.evidence { color: #2f37
 .badge.supported { color: var(--ok); background: var(--ok-bg); }
 .badge.not-supported { color: var(--bad); background: var(--bad-bg); }
 .badge.not-run { color: var(--na); background: var(--na-bg); }
+.badge.inconclusive { color: #8a5a00; background: #fdf1d6; }
+.badge.fragile { color: #8a5a00; background: #fff; border: 1px solid #e3a008; }
+tr.part td { font-size: 13px; color: #2f3747; background: #fbfbfc; }
+tr.part td.claim { padding-left: 22px; }
 .summary { margin: 8px 0 14px; } .summary .badge { margin-right: 6px; }
 figure { margin: 18px 0 28px; padding: 14px; border: 1px solid var(--line); border-radius: 8px; }
 figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
@@ -275,6 +281,7 @@ def _environment() -> Environment:
     env.filters["data_uri"] = png_data_uri
     env.filters["title"] = _title
     env.filters["css_class"] = lambda verdict: verdict.replace(" ", "-")
+    env.filters["num"] = lambda x: "" if x is None or x != x else f"{x:.3g}"
     return env
 
 
@@ -297,22 +304,27 @@ def render_html(
     title: str = "Residual networks: Lyapunov stability and convex decomposition, reproduced",
 ) -> str:
     """The whole report page as one string."""
-    counts = claims["verdict"].value_counts()
+    summary = claims[claims["part"].eq("all")]
+    counts = summary["verdict"].value_counts()
     studies, jobs = _benchmark_tables(benchmarks)
-    return (
-        _environment()
-        .get_template("report.html.j2")
-        .render(
-            title=title,
-            css=CSS,
-            built=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            claims=claims.to_dict("records"),
-            verdict_counts=[(v, int(counts[v])) for v in VERDICT_ORDER if v in counts],
-            sections=sections,
-            provenance=provenance,
-            bench_studies=studies,
-            bench_jobs=jobs,
-        )
+    grouped = [
+        {
+            "summary": rows[rows["part"].eq("all")].iloc[0].to_dict(),
+            "parts": rows[~rows["part"].eq("all")].to_dict("records"),
+        }
+        for _, rows in claims.groupby("claim_id", sort=True)
+    ]
+    template = _environment().get_template("report.html.j2")
+    return template.render(
+        title=title,
+        css=CSS,
+        built=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        claims=grouped,
+        verdict_counts=[(v, int(counts[v])) for v in VERDICT_ORDER if v in counts],
+        sections=sections,
+        provenance=provenance,
+        bench_studies=studies,
+        bench_jobs=jobs,
     )
 
 

@@ -38,7 +38,7 @@ def bootstrap(
     estimate = float(statistic(runs))
     rows = list(runs.groupby(cluster, sort=True).indices.values()) if len(runs) else []
     if len(rows) < 2:
-        return estimate, estimate, estimate
+        return estimate, math.nan, math.nan
     rng = numpy_rng("bootstrap", *key)
     values = np.empty(n_boot)
     for b in range(n_boot):
@@ -67,18 +67,23 @@ def _interval(replicates: np.ndarray, level: float) -> tuple[float, float]:
 
 
 def bootstrap_share(
-    hit, cluster, n_boot: int = 2000, level: float = 0.95, key: tuple = ()
+    hit, cluster, weight=None, n_boot: int = 2000, level: float = 0.95, key: tuple = ()
 ) -> tuple[float, float, float]:
-    """(share of True in `hit`, seed-bootstrap interval); `cluster` gives each run's seed."""
+    """(share of True in `hit`, seed-bootstrap interval); `cluster` gives each run's seed.
+
+    With `weight`, each run counts `weight` items of which the fraction `hit` (in [0, 1])
+    holds: the share pools the items (e.g. kinks or regions) of all runs.
+    """
     hit = np.asarray(hit, dtype=float)
     if not len(hit):
         return math.nan, math.nan, math.nan
+    weight = np.ones_like(hit) if weight is None else np.asarray(weight, dtype=float)
     seeds, idx = np.unique(np.asarray(cluster), return_inverse=True)
-    k = np.bincount(idx, weights=hit, minlength=len(seeds))
-    n = np.bincount(idx, minlength=len(seeds)).astype(float)
+    k = np.bincount(idx, weights=hit * weight, minlength=len(seeds))
+    n = np.bincount(idx, weights=weight, minlength=len(seeds))
     estimate = float(k.sum() / n.sum())
     if len(seeds) < 2:
-        return estimate, estimate, estimate
+        return estimate, math.nan, math.nan
     w = seed_weights(len(seeds), n_boot, key)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (estimate, *_interval((w @ k) / (w @ n), level))
@@ -100,7 +105,7 @@ def bootstrap_share_difference(
     nb = np.bincount(ib, minlength=len(seeds)).astype(float)
     estimate = float(ka.sum() / na.sum() - kb.sum() / nb.sum())
     if len(seeds) < 2:
-        return estimate, estimate, estimate
+        return estimate, math.nan, math.nan
     w = seed_weights(len(seeds), n_boot, key)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (estimate, *_interval((w @ ka) / (w @ na) - (w @ kb) / (w @ nb), level))
@@ -119,7 +124,7 @@ def bootstrap_median(
     estimate = float(np.median(values))
     seeds, idx = np.unique(cluster, return_inverse=True)
     if len(seeds) < 2:
-        return estimate, estimate, estimate
+        return estimate, math.nan, math.nan
     order = np.argsort(values, kind="stable")
     sorted_values, sorted_idx = values[order], idx[order]
     w = seed_weights(len(seeds), n_boot, key)[:, sorted_idx]  # [n_boot, runs] in value order

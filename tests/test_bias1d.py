@@ -14,13 +14,19 @@ from pipeline.bias1d.reference import train_one_by_one
 from pipeline.errors import UserError
 from tests.helpers import dry_run, small_config
 
-SHRUNK = {"seeds": 2, "data": {"points": 15}, "optimizer": {"iterations": 300}, "grid_points": 51}
+SHRUNK = {
+    "seeds": 2,
+    "data": {"points": 15},
+    "optimizer": {"iterations": 300},
+    "snapshots": [100],
+    "grid_points": 51,
+}
 
 
 @pytest.fixture(scope="module")
 def cfg():
     """The bias1d block of the smoke config, shrunk to seconds."""
-    return small_config({"bias1d": SHRUNK})["bias1d"]
+    return small_config({"bias1d": SHRUNK, "report": {"claims": {"bias1d_iterations": 300}}})["bias1d"]
 
 
 def random_params(runs, depth, seed=0, b_range=1.0):
@@ -66,7 +72,7 @@ def test_g_and_h_convex_and_nondecreasing_before_and_after_training():
     _convex_nondecreasing(np.moveaxis(p.w.numpy(), 0, -1), np.moveaxis(p.b.numpy(), 0, -1), grid)
     x, y = random_data(6, 20)
     # a step size that drives many weights against the constraint
-    trained, _ = nets.train_nesterov(p.clone(), x, 3 * y, lr=0.05, momentum=0.9, iterations=300)
+    trained, _, _ = nets.train_nesterov(p.clone(), x, 3 * y, lr=0.05, momentum=0.9, iterations=300)
     assert (trained.w >= 0).all() and (trained.a >= 0).all()
     assert (trained.w == 0).any()  # the projection was active
     _convex_nondecreasing(np.moveaxis(trained.w.numpy(), 0, -1), np.moveaxis(trained.b.numpy(), 0, -1), grid)
@@ -120,11 +126,11 @@ def test_target_lipschitz_matches_dense_derivative(cfg):
 def test_batched_training_equals_one_by_one_torch_sgd_nesterov():
     p = random_params(runs=5, depth=6, seed=4)
     x, y = random_data(5, 12, seed=5)
-    batched, _ = nets.train_nesterov(p.clone(), x, y, lr=0.01, momentum=0.9, iterations=200)
+    batched, _, _ = nets.train_nesterov(p.clone(), x, y, lr=0.01, momentum=0.9, iterations=200)
     single = train_one_by_one(p.clone(), x, y, lr=0.01, momentum=0.9, iterations=200)
     torch.testing.assert_close(batched.flat, single.flat, rtol=0, atol=1e-12)
     # and a sub-batch trained alone ends where it ends inside the big batch
-    sub, _ = nets.train_nesterov(
+    sub, _, _ = nets.train_nesterov(
         p.select([1, 3]), x[[1, 3]], y[[1, 3]], lr=0.01, momentum=0.9, iterations=200
     )
     torch.testing.assert_close(sub.flat, batched.select([1, 3]).flat, rtol=0, atol=1e-12)
@@ -150,8 +156,20 @@ def test_same_config_same_tables_and_contract_columns(cfg):
     ]  # fmt: skip
     assert set(contract + ["interval", "weight_drift_rel_median", "status"]) <= set(runs.columns)
     assert runs["run_id"].is_unique
-    n_runs = len(cfg["targets"]) * len(cfg["intervals"]) * cfg["seeds"]
-    assert len(runs) == n_runs and set(runs["interval"]) == {"narrow", "wide"}
+    n_runs = len(cfg["targets"]) * len(cfg["intervals"]) * len(cfg["optimizer"]["momenta"]) * cfg["seeds"]
+    assert len(runs) == n_runs and set(runs["interval"]) == {iv["name"] for iv in cfg["intervals"]}
+    # every run is measured at each snapshot and at the end; the end is the runs table
+    snaps = a["snapshots"]
+    assert sorted(snaps["iteration"].unique()) == [100, cfg["optimizer"]["iterations"]]
+    end = snaps[snaps["iteration"] == cfg["optimizer"]["iterations"]].set_index("run_id")
+    pd.testing.assert_series_equal(end["final_mse"], runs.set_index("run_id")["final_mse"])
+    # kink moves agree with the per-layer table
+    lay = a["layers"].assign(moved=lambda d: (d["kink_final"] - d["kink_init"]).abs())
+    one = runs.iloc[0]
+    mine = lay[lay["run_id"] == one["run_id"]]
+    active = mine["kink_init"].between(cfg["data"]["low"], cfg["data"]["high"])
+    assert one["kinks_active"] == active.sum()
+    assert one["kinks_moved_lt_spacing"] == (mine.loc[active, "moved"] < one["data_spacing"]).sum()
     assert list(a["estimates"].columns[:3]) == ["run_id", "x", "yhat"]
     assert len(a["estimates"]) == n_runs * cfg["grid_points"]
     assert (runs["status"] == "ok").all() and (runs["final_mse"] < runs["final_mse"].max() + 1).all()
@@ -168,7 +186,7 @@ def test_same_seed_shares_draws_across_intervals(cfg):
     runs = study.plan(cfg, depth=6)
     p = study.initial_params(cfg, runs)
     narrow = runs.index[
-        (runs["interval"] == "narrow") & (runs["seed"] == 1) & (runs["target"] == "piecewise")
+        (runs["interval"] == "narrow25") & (runs["seed"] == 1) & (runs["target"] == "piecewise")
     ][0]
     wide = runs.index[(runs["interval"] == "wide") & (runs["seed"] == 1) & (runs["target"] == "sine")][0]
     torch.testing.assert_close(p.w[:, narrow], p.w[:, wide])
@@ -179,6 +197,29 @@ def test_same_seed_shares_draws_across_intervals(cfg):
         runs.loc[wide, "init_high"] - runs.loc[wide, "init_low"]
     )
     torch.testing.assert_close(u_n, u_w)
+
+
+def test_measures_of_an_untrained_run(cfg):
+    """At the initial parameters nothing moved, the biases keep their order, a reset loses nothing."""
+    runs = study.plan(cfg, depth=6).iloc[:4]
+    p0 = study.initial_params(cfg, runs).numpy()
+    data = [study.training_points(cfg, t, s) for t, s in zip(runs["target"], runs["seed"], strict=True)]
+    xs, ys = (np.stack([d[k] for d in data]) for k in (0, 1))
+    m = study.measure(cfg, runs, p0, p0, xs, ys)
+    assert (m["kinks_moved_lt_spacing"] == m["kinks_active"]).all() and (m["kinks_active"] > 0).all()
+    assert (m["bias_drift_median"] == 0).all() and np.allclose(m["bias_rank_corr"], 1.0)
+    assert np.allclose(m["reset_biases_loss"], 0.0) and np.allclose(m["mse_reset_weights"], m["final_mse"])
+
+
+def test_missed_regions():
+    x = np.linspace(0, 1, 11)
+    y = 2 * x
+    fit = y.copy()
+    fit[2:5] += 0.5  # three points off, parallel to the data: close
+    fit[7:10] = 0.0  # three points off, flat where the data rise: not close
+    fit[6] += 0.5  # a lone missed point is no region
+    assert study.missed_regions(x, y, fit, tol=0.05) == (2, 1)
+    assert study.missed_regions(x, y, y, tol=0.05) == (0, 0)
 
 
 def test_divergence_is_an_outcome_not_an_exception(cfg):
@@ -221,9 +262,9 @@ def test_bad_relations_give_one_sentence(change, message):
 
 @pytest.mark.workflow
 def test_bad_bias1d_value_fails_the_dry_run_with_the_key(workflow_copy, tmp_path):
-    proc = dry_run(workflow_copy, {"bias1d": {"optimizer": {"momentum": 1.5}}}, tmp_path)
+    proc = dry_run(workflow_copy, {"bias1d": {"optimizer": {"momenta": [0.9, 1.5]}}}, tmp_path)
     assert proc.returncode != 0
-    assert "Config key bias1d.optimizer.momentum = 1.5 is invalid" in proc.stdout + proc.stderr
+    assert "Config key bias1d.optimizer.momenta.1 = 1.5 is invalid" in proc.stdout + proc.stderr
 
 
 @pytest.mark.workflow

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from pipeline.claims import CLAIMS, COLUMNS  # noqa: E402
+from pipeline.claims import COLUMNS  # noqa: E402
 from pipeline.report import (  # noqa: E402
     build_sections,
     config_digest,
@@ -35,11 +35,24 @@ def small_png(path, color="C0"):
 
 
 def claims_frame():
-    verdicts = ["supported", "not supported", "not run", "supported", "supported", "not run", "not run"]
-    return pd.DataFrame(
-        [(i, CLAIMS[i], v, f"numbers <{i}> & more") for i, v in zip(range(1, 8), verdicts, strict=True)],
-        columns=COLUMNS,
+    """Three claims: a supported one with two parts, a fragile one with one part, a not-run one."""
+    part = dict(
+        statistic="share <x>", estimate=0.8, ci_low=0.7, ci_high=0.9, threshold=0.5, flip_threshold=0.7
     )
+    rows = [
+        dict(claim_id=1, part="a", verdict="supported", settings_supported=3, settings_total=4, **part),
+        dict(claim_id=1, part="b", verdict="not supported", settings_supported=0, settings_total=4, **part),
+        dict(claim_id=1, part="all", verdict="not supported", settings_supported=0, settings_total=4),
+        dict(claim_id=2, part="a", verdict="supported", settings_supported=1, settings_total=4, **part),
+        dict(
+            claim_id=2, part="all", verdict="supported", settings_supported=1, settings_total=4, fragile=True
+        ),
+        dict(claim_id=3, part="all", verdict="not run", settings_supported=0, settings_total=0),
+    ]
+    df = pd.DataFrame(rows).assign(claim=lambda d: "claim text " + d["claim_id"].astype(str))
+    df["evidence"] = [f"numbers <{i}> & more" for i in range(len(df))]
+    df["fragile"] = df["fragile"].fillna(False).astype(bool)
+    return df[COLUMNS]
 
 
 def test_rst_captions_render_with_docutils_and_report_their_problems():
@@ -142,9 +155,12 @@ def test_page_is_self_contained_with_every_section(tmp_path):
     assert (
         page.index('id="claims-table"') < page.index('id="study-stability"') < page.index('id="provenance"')
     )
-    assert page.count('class="badge supported"') == 3 + 1  # rows + summary
-    assert page.count('class="badge not-supported"') == 1 + 1
-    assert "numbers &lt;1&gt; &amp; more" in page
+    assert page.count('<tr class="claim">') == 3 and page.count('<tr class="part">') == 3
+    assert page.count('class="badge supported"') == 3 + 1  # rows + summary line
+    assert page.count('class="badge not-supported"') == 2 + 1
+    assert page.count('class="badge fragile"') == 1
+    assert "0.8 [0.7, 0.9]" in page and "1 of 4" in page
+    assert "numbers &lt;1&gt; &amp; more" in page and "share &lt;x&gt;" in page
     assert "<p>Loss &lt;vs&gt; depth.</p>\n<p>Second paragraph.</p>" in page
     assert "No figures registered for this study." in page  # bias1d: enabled, no figures
     assert "Not run: the study <code>mnist</code> is disabled in config." in page

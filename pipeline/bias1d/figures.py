@@ -23,7 +23,8 @@ def fit(tables: dict[str, pd.DataFrame], settings: dict):
     depth = settings["depth"] if settings["depth"] is not None else int(runs["depth"].min())
     seed = settings["seed"]
     targets = list(dict.fromkeys(runs["target"]))
-    intervals = list(dict.fromkeys(runs["interval"]))
+    intervals = settings["intervals"]
+    runs = runs[runs["interval"].isin(intervals) & np.isclose(runs["momentum"], settings["momentum"])]
     colors = dict(zip(intervals, sns.color_palette(n_colors=len(intervals) + 1)[1:], strict=True))
     fig, axes = plt.subplots(1, len(targets), figsize=panel_size(settings, len(targets)), squeeze=False)
     for ax, target in zip(axes[0], targets, strict=True):
@@ -36,7 +37,10 @@ def fit(tables: dict[str, pd.DataFrame], settings: dict):
             est = estimates[estimates["run_id"] == row.run_id]
             label = f"{row.interval} [{row.init_low:g}, {row.init_high:g}]: L={row.lipschitz:.2f}"
             ax.plot(est["x"], est["yhat"], color=colors[row.interval], lw=1.6, label=label)
-        ax.set_title(f"{target} (target L={sel['target_lipschitz'].iloc[0]:.2f}), depth {depth}, seed {seed}")
+        ax.set_title(
+            f"{target} (target L={sel['target_lipschitz'].iloc[0]:.2f}), depth {depth}, seed {seed}, "
+            f"momentum {settings['momentum']:g}"
+        )
         ax.set_xlabel("x")
         ax.set_ylabel("y")
         ax.legend(fontsize="x-small")
@@ -46,38 +50,34 @@ def fit(tables: dict[str, pd.DataFrame], settings: dict):
 
 @figure("drift")
 def drift(tables: dict[str, pd.DataFrame], settings: dict):
-    """Per-run median relative drift of biases and of weights, per init interval and target."""
+    """How far the kinks moved, in data spacings, per init interval, depth and target (end of training)."""
     runs = tables["runs"]
-    long = pd.concat(
-        [
-            runs.assign(parameter="bias", drift=runs["bias_drift_rel_median"]),
-            runs.assign(parameter="weight", drift=runs["weight_drift_rel_median"]),
-        ]
-    )
-    long = long[long["status"] == "ok"]
+    ok = runs[runs["status"] == "ok"].assign(depth=lambda d: d["depth"].astype(str))
     targets = list(dict.fromkeys(runs["target"]))
     fig, axes = plt.subplots(
         1, len(targets), figsize=panel_size(settings, len(targets)), squeeze=False, sharey=True
     )
     for ax, target in zip(axes[0], targets, strict=True):
-        d = long[long["target"] == target]
-        sns.boxplot(data=d, x="interval", y="drift", hue="parameter", ax=ax, fliersize=0, whis=(0, 100))
+        d = ok[ok["target"] == target]
+        d = d.assign(move=d["kink_drift_spacings_median"].clip(lower=1e-4))
+        sns.boxplot(data=d, x="interval", y="move", hue="depth", ax=ax, fliersize=0, whis=(0, 100))
         sns.stripplot(
             data=d,
             x="interval",
-            y="drift",
-            hue="parameter",
+            y="move",
+            hue="depth",
             dodge=True,
             ax=ax,
-            size=2.5,
+            size=2,
             color="black",
             legend=False,
         )
-        if settings["log_drift"] and (d["drift"] > 0).all():
+        ax.axhline(1.0, color="0.3", lw=1, ls="--")
+        if settings["log_drift"]:
             ax.set_yscale("log")
         ax.set_title(target)
         ax.set_xlabel("bias init interval")
-        ax.set_ylabel("median |final - init| / init interval width")
+        ax.set_ylabel("median kink move (data spacings)")
     fig.tight_layout()
     return fig
 
@@ -86,7 +86,7 @@ def drift(tables: dict[str, pd.DataFrame], settings: dict):
 def lipschitz(tables: dict[str, pd.DataFrame], settings: dict):
     """Estimate's Lipschitz constant over the target's, and final training MSE, per interval."""
     runs = tables["runs"]
-    ok = runs[runs["status"] == "ok"].copy()
+    ok = runs[(runs["status"] == "ok") & np.isclose(runs["momentum"], settings["momentum"])].copy()
     ok["depth"] = ok["depth"].astype(str)
     fig, axes = plt.subplots(1, 2, figsize=panel_size(settings, 2))
     hue = "target"
@@ -111,4 +111,36 @@ def lipschitz(tables: dict[str, pd.DataFrame], settings: dict):
     axes[1].set_ylabel("final training MSE")
     axes[1].set_xlabel("bias init interval")
     fig.tight_layout()
+    return fig
+
+
+@figure("budget")
+def budget(tables: dict[str, pd.DataFrame], settings: dict):
+    """Share of runs that miss a training point vs the iteration budget, per interval (robustness cells)."""
+    cells = tables["robustness"]
+    momenta = sorted(cells["momentum"].unique())
+    depths = sorted(cells["depth"].unique())
+    fig, axes = plt.subplots(
+        len(momenta),
+        len(depths),
+        figsize=panel_size(settings, len(depths), len(momenta)),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
+    )
+    for i, momentum in enumerate(momenta):
+        for j, depth in enumerate(depths):
+            ax = axes[i, j]
+            d = cells[(cells["momentum"] == momentum) & (cells["depth"] == depth)]
+            sns.lineplot(
+                data=d, x="iterations", y="fail_fraction", hue="interval", style="target", marker="o", ax=ax
+            )
+            ax.set_xscale("log")
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_title(f"L = {depth}, momentum {momentum:g}")
+            ax.set_xlabel("iteration budget")
+            ax.set_ylabel("share of runs missing a point")
+            if (i, j) != (0, 0) and ax.get_legend():
+                ax.get_legend().remove()
     return fig

@@ -201,35 +201,54 @@ def train_nesterov(
     x: torch.Tensor,
     y: torch.Tensor,
     lr: float,
-    momentum: float,
+    momentum: float | torch.Tensor,
     iterations: int,
     record_steps=(),
-) -> tuple[PairParams, dict[int, np.ndarray]]:
+    snapshot_steps=(),
+) -> tuple[PairParams, dict[int, np.ndarray], dict[int, dict[str, np.ndarray]]]:
     """Full-batch Nesterov accelerated gradient with projection, on every run at once.
 
     The update is torch.optim.SGD(nesterov=True)'s (dampening 0):
         g = grad(theta);  v <- momentum v + g;  theta <- theta - lr (g + momentum v),
-    followed by the projection w >= 0, a >= 0 (clamp). Trains `p` in place and returns it with
-    `{step: mse [R]}` for each step in `record_steps` (the MSE before that many updates; the
-    last recorded step, if equal to `iterations`, is the final MSE).
+    followed by the projection w >= 0, a >= 0 (clamp). `momentum` is one number or one per
+    run (`[R]`). Trains `p` in place and returns it with `{step: mse [R]}` for each step in
+    `record_steps` (the MSE after that many updates) and `{step: parameters}` (as
+    `PairParams.numpy()`) for each step in `snapshot_steps`.
     """
     x = x.to(p.flat.dtype)
     y = y.to(p.flat.dtype)
     grad = p.like()
     vel = p.like()
+    if isinstance(momentum, torch.Tensor):  # one value per run, laid out like the parameters
+        m = p.like()
+        per_run = momentum.to(p.flat.dtype)
+        m.w.copy_(per_run[None, :, None].expand_as(m.w))
+        m.b.copy_(per_run[None, :, None].expand_as(m.b))
+        m.a.copy_(per_run[:, None].expand_as(m.a))
+        m.c.copy_(per_run)
+        momentum = m.flat
     work = Workspace(p, y.shape[-1])
-    record = set(record_steps)
+    record, snap = set(record_steps), set(snapshot_steps)
     curves: dict[int, np.ndarray] = {}
+    snapshots: dict[int, dict[str, np.ndarray]] = {}
     for step in range(iterations):
-        m = gradients(p, x, y, grad, work)
+        m_now = gradients(p, x, y, grad, work)
         if step in record:
-            curves[step] = m.numpy().copy()
-        vel.flat.mul_(momentum).add_(grad.flat)
-        p.flat.add_(grad.flat.add_(vel.flat, alpha=momentum), alpha=-lr)  # same rounding as SGD's
+            curves[step] = m_now.numpy().copy()
+        if step in snap:
+            snapshots[step] = p.numpy()
+        if isinstance(momentum, torch.Tensor):
+            vel.flat.mul_(momentum).add_(grad.flat)
+            p.flat.sub_(grad.flat.addcmul_(vel.flat, momentum), alpha=lr)
+        else:
+            vel.flat.mul_(momentum).add_(grad.flat)
+            p.flat.add_(grad.flat.add_(vel.flat, alpha=momentum), alpha=-lr)  # same rounding as SGD's
         p.project()
     if iterations in record:
         curves[iterations] = mse(p, x, y).numpy().copy()
-    return p, curves
+    if iterations in snap:
+        snapshots[iterations] = p.numpy()
+    return p, curves, snapshots
 
 
 # ---------------------------------------------------------------- exact analysis (numpy, float64) -----

@@ -43,8 +43,8 @@ def run_shard(
     return {**tables, "model": model}
 
 
-def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per variant and seed: final accuracies, largest gap, speed, Lipschitz and drift."""
+def summary(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """`summary`: one row per variant and seed: final accuracies, largest gap, speed, Lipschitz, drift."""
     metrics, drift, lipschitz = (tables[k] for k in TABLES)
     rows = []
     for (variant, seed), m in metrics.groupby(["variant", "seed"], sort=False):
@@ -71,4 +71,4 @@ def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "weight_drift_rel_median": d["weight_drift_rel"].median(),
             }
         )
-    return pd.DataFrame(rows)
+    return {"summary": pd.DataFrame(rows)}

@@ -108,34 +108,79 @@ def sharpness(tables: dict[str, pd.DataFrame], settings: dict):
 
 @figure("depth")
 def depth(tables: dict[str, pd.DataFrame], settings: dict):
-    """Final training loss vs depth, one line per init, median with inter-quartile band."""
+    """Final training loss vs depth, one line per init, "
+    "median with inter-quartile band, one panel per step."""
     runs = tables["runs"]
-    fig, ax = plt.subplots(figsize=panel_size(settings), layout="constrained")
-    d = runs.copy()
     floor = settings["loss_floor"]
-    d["final_loss"] = d["final_loss"].clip(lower=floor)
-    sns.lineplot(
-        data=d,
-        x="depth",
-        y="final_loss",
-        hue="init",
-        estimator="median",
-        errorbar=("pi", 50),
-        marker="o",
-        ax=ax,
+    d = runs.assign(
+        final_loss=runs["final_loss"].where(runs["status"] != "diverged", np.inf).clip(lower=floor)
     )
-    div = d.groupby(["init", "depth"])["status"].apply(lambda s: (s == "diverged").mean())
-    for (init, depth), f in div.items():
-        if f > 0:
-            ax.annotate(
-                f"{init} {f:.0%} div.", (depth, d["final_loss"].max()), fontsize="xx-small", ha="center"
-            )
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    delta, its = d["delta"].iloc[0], int(d["iterations"].iloc[0])
-    ax.set_title(rf"$\delta$ = {delta:g}, {its} iterations")
-    ax.set_xlabel("depth L")
-    ax.set_ylabel(f"final training loss (clipped at {floor:g})")
+    d["final_loss"] = d["final_loss"].clip(upper=1e3)  # diverged runs drawn at the top
+    deltas = sorted(d["delta"].unique())
+    fig, axes = plt.subplots(
+        1,
+        len(deltas),
+        figsize=panel_size(settings, len(deltas)),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    for ax, delta in zip(axes[0], deltas, strict=True):
+        sub = d[d["delta"] == delta]
+        sns.lineplot(
+            data=sub,
+            x="depth",
+            y="final_loss",
+            hue="init",
+            estimator="median",
+            errorbar=("pi", 50),
+            marker="o",
+            ax=ax,
+            legend=ax is axes[0][0],
+        )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(rf"$\delta$ = {delta:g}, {int(sub['iterations'].iloc[0])} iterations")
+        ax.set_xlabel("depth L")
+        ax.set_ylabel(f"final training loss (floor {floor:g}, diverged at 1e3)")
+    return fig
+
+
+@figure("depth_region")
+def depth_region(tables: dict[str, pd.DataFrame], settings: dict):
+    """Share of runs reaching the loss floor over (depth, delta), one panel per init."""
+    runs = tables["runs"]
+    reached = runs.assign(
+        reached=(runs["final_loss"] <= settings["region_loss"]) & (runs["status"] != "diverged")
+    )
+    share = reached.groupby(["init", "depth", "delta"], as_index=False)["reached"].mean()
+    inits = list(dict.fromkeys(runs["init"]))
+    fig, axes = plt.subplots(
+        1,
+        len(inits),
+        figsize=panel_size(settings, len(inits)),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    for ax, init in zip(axes[0], inits, strict=True):
+        sub = share[share["init"] == init]
+        sc = ax.scatter(
+            sub["depth"],
+            sub["delta"],
+            c=sub["reached"],
+            cmap=settings["cmap"],
+            vmin=0,
+            vmax=1,
+            marker="s",
+            s=4 * settings["marker_size"],
+        )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{init} init")
+        ax.set_xlabel("depth L")
+        ax.set_ylabel(r"step size $\delta$")
+    fig.colorbar(sc, ax=axes, label=f"share with final loss <= {settings['region_loss']:g}", shrink=0.8)
     return fig
 
 

@@ -179,6 +179,7 @@ def gradient_descent(
     sigma=None,
     tol: float,
     blowup: float,
+    tol_window: int = 1,
     log_points: int = 50,
     osc_window: int = 200,
     osc_fraction: float = 0.25,
@@ -190,8 +191,9 @@ def gradient_descent(
     not modified); signs: +1/-1 per chain; delta: [B] step sizes; sigma: [B, n, n] data
     covariances or None (whitened). A run whose loss exceeds `blowup` or is not finite is
     `diverged` and stops updating (the others go on); at the end a run is `converged` when
-    its loss is <= tol, `oscillating` when its loss rose (by more than `osc_rise` relative) in
-    at least `osc_fraction` of the last `osc_window` iterations, else `not_converged`.
+    its loss stayed <= tol over its last `tol_window` iterations, `oscillating` when its loss
+    rose (by more than `osc_rise` relative) in at least `osc_fraction` of the last
+    `osc_window` iterations, else `not_converged`.
     """
     B = R.shape[0]
     dtype = R.dtype
@@ -208,6 +210,8 @@ def gradient_descent(
     stop_loss = torch.full((B,), float("nan"), dtype=torch.float64)
     stopped_at = torch.full((B,), -1, dtype=torch.int64)
     first_tol = torch.full((B,), -1, dtype=torch.int64)
+    above_late = torch.zeros(B, dtype=torch.bool)  # loss > tol in the last tol_window iterations
+    tol_from = iterations - max(1, min(tol_window, iterations + 1)) + 1
     window = max(1, min(osc_window, iterations))
     rises = torch.zeros(B, dtype=torch.int64)
     prev = None
@@ -231,6 +235,8 @@ def gradient_descent(
                 stopped_at = torch.where(newly_bad, t, stopped_at)
                 alive = alive & ~newly_bad
             first_tol = torch.where((first_tol < 0) & (cur <= tol) & alive, t, first_tol)
+            if t >= tol_from:
+                above_late |= ~(cur <= tol)
             if t > iterations - window and prev is not None:
                 rises += (cur > prev * (1 + osc_rise)) & alive
             prev = cur
@@ -254,7 +260,7 @@ def gradient_descent(
                     M = Mnext
     chains = [[_from_inner(w) for w in ws] for ws in chains]
     final = torch.where(alive, cur.double(), stop_loss).numpy()
-    converged = alive & (cur <= tol)
+    converged = alive & ~above_late
     oscillating = alive & ~converged & (rises >= osc_fraction * window)
     status = np.full(B, "not_converged", dtype=object)
     status[oscillating.numpy()] = "oscillating"
@@ -277,16 +283,21 @@ def gradient_descent(
 
 
 def sharpness(R, chains, signs, sigma=None, iters: int = 20, chunk: int = 256, seed: int = 0, mask=None):
-    """Largest Hessian eigenvalue of each run's loss at `chains` [B], by batched Lanczos.
+    """Largest Hessian eigenvalue of each run's loss at `chains`, by batched Lanczos: (value,
+    residual), two arrays [B].
 
     Hessian-vector products by autograd double-backward (float64), batched over runs (the
     Hessian of the summed loss is block-diagonal over runs); `iters` Lanczos steps with full
-    reorthogonalisation, in chunks of `chunk` runs. Runs outside `mask` (bool [B], e.g. the
-    diverged ones), runs with non-finite weights and runs whose Lanczos matrix is not finite
-    get NaN.
+    reorthogonalisation, in chunks of `chunk` runs. The residual `||H y - theta y||` of the top
+    Ritz pair (theta, y) bounds the distance from theta to an eigenvalue of H; the largest
+    eigenvalue is at least theta, and `theta + residual` is the conservative value a check
+    against 2/delta uses (0 when the Krylov space is exhausted, e.g. for the scalar network).
+    Runs outside `mask` (bool [B], e.g. the diverged ones), runs with non-finite weights and
+    runs whose Lanczos matrix is not finite get NaN.
     """
     B = R.shape[0]
     out = torch.full((B,), float("nan"), dtype=torch.float64)
+    res = torch.full((B,), float("nan"), dtype=torch.float64)
     finite = torch.ones(B, dtype=torch.bool)
     for ws in chains:
         for w in ws:
@@ -300,10 +311,10 @@ def sharpness(R, chains, signs, sigma=None, iters: int = 20, chunk: int = 256, s
         if len(idx) == 0:
             continue
         sub = [[w[idx].double() for w in ws] for ws in chains]
-        out[idx] = _lanczos_max(
+        out[idx], res[idx] = _lanczos_max(
             R[idx].double(), sub, signs, None if sigma is None else sigma[idx].double(), iters, gen
         )
-    return out.numpy()
+    return out.numpy(), res.numpy()
 
 
 def _lanczos_max(R, chains, signs, sigma, iters, gen):
@@ -347,16 +358,21 @@ def _lanczos_max(R, chains, signs, sigma, iters, gen):
     off = torch.where(betas[:, :-1] > 1e-10 * (alphas[:, :-1].abs() + 1e-300), betas[:, :-1], 0.0)
     T = T + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
     out = torch.full((B,), float("nan"), dtype=torch.float64)
+    res = torch.full((B,), float("nan"), dtype=torch.float64)
     ok = torch.isfinite(T).flatten(1).all(1)
+    last_beta = betas[:, -1]
+    # eigenvalue of the top Ritz pair, and its residual |beta_k s_k| (s: top eigenvector of T)
     try:
-        out[ok] = torch.linalg.eigvalsh(T[ok])[:, -1]
+        vals, vecs = torch.linalg.eigh(T[ok])
+        out[ok], res[ok] = vals[:, -1], (last_beta[ok] * vecs[:, -1, -1]).abs()
     except torch.linalg.LinAlgError:  # an ill-conditioned batch element: one by one
         for b in torch.nonzero(ok).flatten().tolist():
             try:
-                out[b] = torch.linalg.eigvalsh(T[b])[-1]
+                vals, vecs = torch.linalg.eigh(T[b])
             except torch.linalg.LinAlgError:
-                pass
-    return out
+                continue
+            out[b], res[b] = vals[-1], (last_beta[b] * vecs[-1, -1]).abs()
+    return out, res
 
 
 # ------------------------------------------------------------------- inits and targets ----

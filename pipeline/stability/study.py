@@ -36,6 +36,7 @@ def engine_kwargs(engine: dict) -> dict:
     osc = engine["oscillation"]
     return dict(
         tol=engine["tol"],
+        tol_window=engine["tol_window"],
         blowup=engine["blowup"],
         log_points=engine["log_points"],
         osc_window=osc["window"],
@@ -58,13 +59,21 @@ def _curves(study, run_ids, res: st.GDResult) -> pd.DataFrame:
     return df[np.isfinite(df["loss"])].reset_index(drop=True)
 
 
-def _outcomes(res: st.GDResult, sharp: np.ndarray, delta: np.ndarray, iterations: int) -> dict:
-    sharp = np.where(res.status == "diverged", np.nan, sharp)
-    return {
+def _train(R, chains, signs, sigma, delta: np.ndarray, iterations: int, engine: dict):
+    """Gradient descent of the batch, then the sharpness at its end: (GDResult, outcome columns)."""
+    res = st.gradient_descent(
+        R, chains, signs, torch.tensor(delta), iterations, sigma=sigma, **engine_kwargs(engine)
+    )
+    diverged = res.status == "diverged"
+    sharp, residual = st.sharpness(
+        R, res.chains, signs, sigma, iters=engine["sharpness_iters"], seed=engine["base_seed"], mask=~diverged
+    )
+    return res, {
         "iterations": iterations,
         "status": res.status,
         "final_loss": res.final_loss,
-        "sharpness": sharp,
+        "sharpness": np.where(diverged, np.nan, sharp),
+        "sharpness_residual": np.where(diverged, np.nan, residual),
         "two_over_delta": 2.0 / delta,
         "steps_to_tol": res.steps_to_tol,
         "diverged_step": res.diverged_step,
@@ -111,12 +120,7 @@ def run_scalar(depth: int, engine: dict, block: dict):
     R = torch.tensor(runs["target"].to_numpy(), dtype=dtype).reshape(-1, 1, 1)
     sigma = torch.tensor(sigmas, dtype=dtype).reshape(-1, 1, 1)
     delta = runs["delta"].to_numpy()
-    res = st.gradient_descent(
-        R, chains, [1], torch.tensor(delta), block["iterations"], sigma=sigma, **engine_kwargs(engine)
-    )
-    sharp = st.sharpness(
-        R, res.chains, [1], sigma, iters=engine["sharpness_iters"], seed=base, mask=res.status != "diverged"
-    )
+    res, outcomes = _train(R, chains, [1], sigma, delta, block["iterations"], engine)
     runs["delta_star"] = st.delta_star(L, runs["target"].to_numpy(), runs["data_scale"].to_numpy())
     runs["delta_factor"] = delta / runs["delta_star"].to_numpy()
     runs["balanced_sharpness"] = st.balanced_sharpness(
@@ -127,7 +131,7 @@ def run_scalar(depth: int, engine: dict, block: dict):
     runs["final_imbalance"] = np.max(np.abs(final_w), axis=1) / np.maximum(
         np.min(np.abs(final_w), axis=1), 1e-300
     )
-    for key, val in _outcomes(res, sharp, delta, block["iterations"]).items():
+    for key, val in outcomes.items():
         runs[key] = val
     runs.insert(0, "study", "scalar")
     return runs, _curves("scalar", runs["run_id"], res)
@@ -164,30 +168,32 @@ def _matrix_columns(runs, targets):
 
 
 def run_depth(depth: int, engine: dict, block: dict):
-    """Identity vs orthogonal vs Gaussian init at depth L, fixed delta and budget, one R per seed."""
+    """Identity vs orthogonal vs Gaussian init at depth L, each step of the grid with the same
+    budget, one R per seed (shared by all depths, inits and steps)."""
     L, n, base = depth, block["n"], engine["base_seed"]
     regime = {"name": "positive", "low": block["eig_low"], "high": block["eig_high"]}
     targets = _matrix_targets(base, "depth", n, [regime], block["eigvec"], block["seeds"])
     rows, inits = [], []
     for init in block["inits"]:
         for seed in range(block["seeds"]):
-            g = generator(base, "depth", "init", L, init, seed)
-            inits.append(st.init_chain(init, L, n, g))
-            rows.append(
-                dict(
-                    run_id=f"L{L}_{init}_seed{seed}",
-                    seed=seed,
-                    depth=L,
-                    n=n,
-                    init=init,
-                    network="single",
-                    regime="positive",
-                    delta=float(block["delta"]),
-                    delta_rel=np.nan,
-                    eig_low=float(block["eig_low"]),
-                    eig_high=float(block["eig_high"]),
+            w0 = st.init_chain(init, L, n, generator(base, "depth", "init", L, init, seed))
+            for k, delta in enumerate(block["deltas"]):
+                inits.append(w0)
+                rows.append(
+                    dict(
+                        run_id=f"L{L}_{init}_d{k}_seed{seed}",
+                        seed=seed,
+                        depth=L,
+                        n=n,
+                        init=init,
+                        network="single",
+                        regime="positive",
+                        delta=float(delta),
+                        delta_rel=np.nan,
+                        eig_low=float(block["eig_low"]),
+                        eig_high=float(block["eig_high"]),
+                    )
                 )
-            )
     runs = pd.DataFrame(rows)
     t = _matrix_columns(runs, targets)
     dtype = DTYPES[block["dtype"]]
@@ -195,14 +201,9 @@ def run_depth(depth: int, engine: dict, block: dict):
     chains = [[torch.stack([w[j] for w in inits]).to(dtype) for j in range(L)]]
     sigma = _sigma(base, "depth", block, n, dtype, list(runs["seed"]))
     delta = runs["delta"].to_numpy()
-    res = st.gradient_descent(
-        R, chains, [1], torch.tensor(delta), block["iterations"], sigma=sigma, **engine_kwargs(engine)
-    )
-    sharp = st.sharpness(
-        R, res.chains, [1], sigma, iters=engine["sharpness_iters"], seed=base, mask=res.status != "diverged"
-    )
+    res, outcomes = _train(R, chains, [1], sigma, delta, block["iterations"], engine)
     runs["delta_t1"] = st.delta_t1(L, runs["rho"].to_numpy())
-    for key, val in _outcomes(res, sharp, delta, block["iterations"]).items():
+    for key, val in outcomes.items():
         runs[key] = val
     runs.insert(0, "study", "depth")
     return runs, _curves("depth", runs["run_id"], res)
@@ -247,22 +248,11 @@ def run_single_vs_double(depth: int, engine: dict, block: dict):
     out_runs, out_curves = [], []
     for network, signs in (("single", [1]), ("double", [1, -1])):
         chains = [[eye.clone() for _ in range(L)] for _ in signs]
-        res = st.gradient_descent(
-            R, chains, signs, torch.tensor(delta), block["iterations"], sigma=sigma, **engine_kwargs(engine)
-        )
-        sharp = st.sharpness(
-            R,
-            res.chains,
-            signs,
-            sigma,
-            iters=engine["sharpness_iters"],
-            seed=base,
-            mask=res.status != "diverged",
-        )
+        res, outcomes = _train(R, chains, signs, sigma, delta, block["iterations"], engine)
         runs = pairs.copy()
         runs.insert(0, "run_id", [f"{p}_{network}" for p in pairs["pair_id"]])
         runs["network"] = network
-        for key, val in _outcomes(res, sharp, delta, block["iterations"]).items():
+        for key, val in outcomes.items():
             runs[key] = val
         out_runs.append(runs)
         out_curves.append(_curves("single_vs_double", runs["run_id"], res))
@@ -286,12 +276,12 @@ def run_shard(cfg: dict, part: str, depth: int) -> dict[str, pd.DataFrame]:
     return {"runs": runs, "curves": curves}
 
 
-def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Share of each status per depth, init, network and step grid of one part's runs."""
+def summary(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """`summary`: share of each status per depth, init, network and step grid of one part's runs."""
     runs = tables["runs"]
     keys = [k for k in ("depth", "init", "network", "regime", "target", "delta_grid") if k in runs]
     counts = runs.groupby(keys + ["status"], dropna=False).size().unstack("status", fill_value=0)
     counts = counts.reindex(columns=list(st.STATUSES), fill_value=0)
     out = counts.div(counts.sum(axis=1), axis=0).add_prefix("share_")
     out["runs"] = counts.sum(axis=1)
-    return out.reset_index()
+    return {"summary": out.reset_index()}

@@ -358,14 +358,14 @@ def run_shard(cfg: dict, problem: str, depth: int) -> dict[str, pd.DataFrame]:
 # --------------------------------------------------------------------------- summary ----
 
 
-def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per problem, network, depth, start, rule and step factor: runs, reachable instances,
+def summary(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """`summary`: per problem, network, depth, start, rule and step factor: runs, reachable instances,
     success rate among them, shares of converged and diverged runs, and over the converged runs
     the median cost and the median cost ratio to the best fixed step."""
     runs = tables["runs"]
     keys = ["problem", "network", "depth", "init", "rule", "delta_factor"]
     if runs.empty:  # only the basin maps were run
-        return pd.DataFrame(columns=keys)
+        return {"summary": pd.DataFrame(columns=keys)}
     d = runs.assign(
         converged=runs["status"] == "converged",
         diverged=runs["status"] == "diverged",
@@ -384,4 +384,4 @@ def summary(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             "median_cost_ratio": g["cost_ratio"].median(),
         }
     )
-    return out.reset_index()
+    return {"summary": out.reset_index()}

@@ -3,22 +3,22 @@
 # intervals. One shard per depth (all targets x intervals x seeds as one batch):
 # bias1d_shard -> bias1d_aggregate -> bias1d_figure.
 BIAS1D = config["bias1d"]
-BIAS1D_TABLES = ("runs", "estimates", "curves", "layers", "points", "truth")
+BIAS1D_TABLES = (
+    "runs",
+    "snapshots",
+    "estimates",
+    "curves",
+    "layers",
+    "points",
+    "truth",
+)
 # Figures: name -> the tables it reads.
 BIAS1D_FIGURES = {
     "fit": ["runs", "estimates", "points", "truth"],
     "drift": ["runs"],
     "lipschitz": ["runs"],
+    "budget": ["robustness"],
 }
-
-
-def bias1d_outputs():
-    if not BIAS1D["enabled"]:
-        return {"tables": [], "figures": []}
-    return {
-        "tables": list(rules.bias1d_aggregate.output),
-        "figures": [f"results/bias1d/figures/{name}.png" for name in BIAS1D_FIGURES],
-    }
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
@@ -56,6 +56,7 @@ rule bias1d_aggregate:
     output:
         **{t: f"results/bias1d/{t}.parquet" for t in BIAS1D_TABLES},
         summary="results/bias1d/summary.csv",
+        robustness="results/bias1d/robustness.parquet",
     log:
         "results/logs/bias1d/aggregate.log",
     benchmark:
@@ -72,7 +73,8 @@ rule bias1d_figure:
     input:
         unpack(
             lambda wildcards: {
-                t: f"results/bias1d/{t}.parquet" for t in BIAS1D_FIGURES[wildcards.figure]
+                t: f"results/bias1d/{t}.parquet"
+                for t in BIAS1D_FIGURES[wildcards.figure]
             }
         ),
     output:
@@ -92,7 +94,7 @@ rule bias1d_figure:
     conda:
         ENV
     params:
-        study="bias1d",
+        figures="pipeline.bias1d.figures",
         settings=figure_settings("bias1d"),
         caption=lambda wildcards: caption("bias1d", wildcards.figure),
     script:

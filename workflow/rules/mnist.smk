@@ -14,19 +14,6 @@ MNIST_FIGURES = {
 }
 
 
-def mnist_outputs():
-    return {
-        "tables": expand(
-            rules.mnist_aggregate.output, variant=MNIST_VARIANTS, allow_missing=True
-        ),
-        "figures": (
-            [f"results/mnist/figures/{name}.png" for name in MNIST_FIGURES]
-            if MNIST_VARIANTS
-            else []
-        ),
-    }
-
-
 wildcard_constraints:
     variant="pair|convex_only|plain_mlp",
 
@@ -91,7 +78,9 @@ rule mnist_figure:
     input:
         unpack(
             lambda wildcards: {
-                t: expand("results/mnist/{variant}/{t}.parquet", variant=MNIST_VARIANTS, t=t)
+                t: expand(
+                    "results/mnist/{variant}/{t}.parquet", variant=MNIST_VARIANTS, t=t
+                )
                 for t in MNIST_FIGURES[wildcards.figure]
             }
         ),
@@ -112,7 +101,7 @@ rule mnist_figure:
     conda:
         ENV
     params:
-        study="mnist",
+        figures="pipeline.mnist.figures",
         settings=figure_settings("mnist"),
         caption=lambda wildcards: caption("mnist", wildcards.figure),
     script:

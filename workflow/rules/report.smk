@@ -5,30 +5,14 @@
 from pipeline.config import without_runtime_keys
 from pipeline.report import config_digest
 
-
-def claim_inputs(wildcards):
-    """The aggregated tables the claims read, by name, for the enabled studies."""
-    tables = {
-        part: expand(rules.stability_aggregate.output.runs, part=part)[0]
-        for part in STABILITY_PARTS
-    }
-    if BIAS1D["enabled"]:
-        tables["bias1d"] = rules.bias1d_aggregate.output.runs
-    variant = config["report"]["claims"]["mnist_variant"]
-    if variant in MNIST_VARIANTS:
-        tables["mnist"] = expand(rules.mnist_aggregate.output.metrics, variant=variant)[0]
-    if stepsize_shards():
-        tables["stepsize"] = rules.stepsize_aggregate.output.runs
-    return tables
-
-
-def report_figures():
-    return {study: out["figures"] for study, out in study_outputs().items()}
+# Figures of the claims themselves: name -> the report tables it reads.
+REPORT_FIGURES = {"robustness": ["robustness"]}
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
 localrules:
     report_claims,
+    report_figure,
     report_html,
 
 
@@ -36,12 +20,13 @@ rule report_claims:
     input:
         unpack(claim_inputs),
     output:
-        report(
+        claims=report(
             "results/report/claims.csv",
             caption="../report/report_claims.rst",
             category="Claims",
             labels={"table": "claims"},
         ),
+        robustness="results/report/robustness.parquet",
     log:
         "results/logs/report/claims.log",
     benchmark:
@@ -54,14 +39,47 @@ rule report_claims:
         "../scripts/report_claims.py"
 
 
+rule report_figure:
+    input:
+        unpack(
+            lambda wildcards: {
+                t: f"results/report/{t}.parquet"
+                for t in REPORT_FIGURES[wildcards.figure]
+            }
+        ),
+    output:
+        report(
+            "results/report/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category="Claims",
+            labels={"figure": "{figure}"},
+        ),
+        expand("results/report/figures/{{figure}}.{fmt}", fmt=FIGURE_FORMATS),
+    log:
+        "results/logs/report/figure_{figure}.log",
+    benchmark:
+        "results/benchmarks/report/figure_{figure}.tsv"
+    wildcard_constraints:
+        figure="|".join(REPORT_FIGURES),
+    conda:
+        ENV
+    params:
+        figures="pipeline.claims_figures",
+        settings=figure_settings("report"),
+        caption=lambda wildcards: caption("report", wildcards.figure),
+    script:
+        "../scripts/figure.py"
+
+
 rule report_html:
     input:
-        claims=rules.report_claims.output[0],
+        claims=rules.report_claims.output.claims,
         captions=[
             os.path.relpath(CAPTIONS / f"{study}_{Path(png).stem}.rst")
             for study, pngs in report_figures().items()
             for png in pngs
         ],
+        figures=[f for pngs in report_figures().values() for f in figure_files(pngs)],
         # every other final output, so the page is built last and sees every benchmark file
         targets=final_targets(report=False),
     output:
@@ -83,7 +101,8 @@ rule report_html:
             "stability": bool(STABILITY_PARTS),
             "bias1d": BIAS1D["enabled"],
             "mnist": bool(MNIST_VARIANTS),
-            "stepsize": bool(stepsize_shards()),
+            "stepsize": bool(STEPSIZE_SHARDS),
+            "report": True,
         },
         # the workflow's folder, where git tells the commit
         repo=workflow.basedir,

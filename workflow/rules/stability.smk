@@ -14,32 +14,9 @@ STABILITY_FIGURES = {
     "phase_diagram": ("scalar", ["runs"]),
     "sharpness": ("scalar", ["runs"]),
     "depth": ("depth", ["runs"]),
+    "depth_region": ("depth", ["runs"]),
     "single_vs_double": ("single_vs_double", ["runs", "curves"]),
 }
-
-
-def stability_outputs():
-    return {
-        "tables": expand(
-            rules.stability_aggregate.output, part=STABILITY_PARTS, allow_missing=True
-        ),
-        "figures": [
-            f"results/stability/figures/{name}.png"
-            for name, (part, _) in STABILITY_FIGURES.items()
-            if part in STABILITY_PARTS
-        ],
-    }
-
-
-def stability_shard_cfg(wildcards):
-    engine = numbers(config, "stability", drop=("enabled", *STABILITY_ALL_PARTS))
-    part = numbers(config, f"stability.{wildcards.part}", drop=("enabled", "depths"))
-    return canonical({**engine, wildcards.part: part})
-
-
-def stability_figure_input(wildcards):
-    part, tables = STABILITY_FIGURES[wildcards.figure]
-    return {t: f"results/stability/{part}/{t}.parquet" for t in tables}
 
 
 wildcard_constraints:
@@ -68,7 +45,15 @@ rule stability_shard:
         ENV
     threads: STABILITY["threads"]
     params:
-        cfg=stability_shard_cfg,
+        # the engine settings and this part's block, without its depth list
+        cfg=lambda wildcards: canonical(
+            {
+                **numbers(config, "stability", drop=("enabled", *STABILITY_ALL_PARTS)),
+                wildcards.part: numbers(
+                    config, f"stability.{wildcards.part}", drop=("enabled", "depths")
+                ),
+            }
+        ),
     script:
         "../scripts/stability_shard.py"
 
@@ -98,7 +83,12 @@ rule stability_aggregate:
 
 rule stability_figure:
     input:
-        unpack(stability_figure_input),
+        unpack(
+            lambda wildcards: {
+                t: f"results/stability/{STABILITY_FIGURES[wildcards.figure][0]}/{t}.parquet"
+                for t in STABILITY_FIGURES[wildcards.figure][1]
+            }
+        ),
     output:
         report(
             "results/stability/figures/{figure}.png",
@@ -116,7 +106,7 @@ rule stability_figure:
     conda:
         ENV
     params:
-        study="stability",
+        figures="pipeline.stability.figures",
         settings=figure_settings("stability"),
         caption=lambda wildcards: caption("stability", wildcards.figure),
     script:

@@ -3,7 +3,8 @@
 # attraction of the scalar network. One shard per problem and depth (every rule, step factor,
 # target, start and seed as one batch): stepsize_shard -> stepsize_aggregate -> stepsize_figure.
 # A shard's params hold only what its numbers depend on (the engine and rule settings and its
-# problem's block without the depth list), so changing a grid re-runs only those shards.
+# problem's block without the depth and network lists), so changing a grid re-runs only those
+# shards.
 STEPSIZE = config["stepsize"]
 STEPSIZE_BLOCKS = ("scalar", "matrix", "basin")
 STEPSIZE_TABLES = ("runs", "curves", "basins")
@@ -13,54 +14,22 @@ STEPSIZE_FIGURES = {
     "cost_depth": ["runs"],
     "basins": ["basins"],
 }
-
-
-def stepsize_shards():
-    """{shard name: (problem, depth)} of the enabled problems, e.g. scalar_L8, double_L4."""
-    if not STEPSIZE["enabled"]:
-        return {}
-    problems = []
-    if STEPSIZE["scalar"]["enabled"]:
-        problems.append(("scalar", STEPSIZE["scalar"]["depths"]))
-    if STEPSIZE["matrix"]["enabled"]:
-        problems += [
-            (net, STEPSIZE["matrix"]["depths"])
-            for net in STEPSIZE["matrix"]["networks"]
-        ]
-    if STEPSIZE["basin"]["enabled"]:
-        problems.append(("basin", STEPSIZE["basin"]["depths"]))
-    return {f"{p}_L{d}": (p, d) for p, depths in problems for d in depths}
-
-
-def stepsize_tables(wildcards=None):
-    """Every table of every shard (a problem's basins and a map's runs and curves are empty)."""
-    return expand(
-        "results/stepsize/shards/{shard}/{table}.parquet",
-        shard=stepsize_shards(),
-        table=STEPSIZE_TABLES,
-    )
-
-
-def stepsize_outputs():
-    shards = stepsize_shards().values()
-    problems = {p != "basin" for p, _ in shards}
-    figures = [
-        name
-        for name in STEPSIZE_FIGURES
-        if (name == "basins" and False in problems)
-        or (name != "basins" and True in problems)
-    ]
-    return {
-        "tables": list(rules.stepsize_aggregate.output) if shards else [],
-        "figures": [f"results/stepsize/figures/{name}.png" for name in figures],
-    }
-
-
-def stepsize_shard_cfg(wildcards):
-    engine = numbers(config, "stepsize", drop=("enabled", *STEPSIZE_BLOCKS))
-    block = "matrix" if wildcards.problem in ("single", "double") else wildcards.problem
-    drop = ("enabled", "depths", "networks")
-    return canonical({**engine, block: numbers(config, f"stepsize.{block}", drop=drop)})
+# The config block of each problem.
+STEPSIZE_BLOCK_OF = {
+    "scalar": "scalar",
+    "single": "matrix",
+    "double": "matrix",
+    "basin": "basin",
+}
+# Shards of the enabled problems: name -> (problem, depth), e.g. scalar_L8, double_L4, basin_L2.
+STEPSIZE_SHARDS = {
+    f"{problem}_L{depth}": (problem, depth)
+    for problem, block in STEPSIZE_BLOCK_OF.items()
+    if STEPSIZE["enabled"]
+    and STEPSIZE[block]["enabled"]
+    and (block != "matrix" or problem in STEPSIZE["matrix"]["networks"])
+    for depth in STEPSIZE[block]["depths"]
+}
 
 
 wildcard_constraints:
@@ -89,14 +58,29 @@ rule stepsize_shard:
         ENV
     threads: STEPSIZE["threads"]
     params:
-        cfg=stepsize_shard_cfg,
+        # the engine and rule settings and this problem's block, without its grid lists
+        cfg=lambda wildcards: canonical(
+            {
+                **numbers(config, "stepsize", drop=("enabled", *STEPSIZE_BLOCKS)),
+                STEPSIZE_BLOCK_OF[wildcards.problem]: numbers(
+                    config,
+                    f"stepsize.{STEPSIZE_BLOCK_OF[wildcards.problem]}",
+                    drop=("enabled", "depths", "networks"),
+                ),
+            }
+        ),
     script:
         "../scripts/stepsize_shard.py"
 
 
 rule stepsize_aggregate:
     input:
-        stepsize_tables,
+        # every table of every shard (a problem's basins and a map's runs and curves are empty)
+        expand(
+            "results/stepsize/shards/{shard}/{table}.parquet",
+            shard=STEPSIZE_SHARDS,
+            table=STEPSIZE_TABLES,
+        ),
     output:
         **{t: f"results/stepsize/{t}.parquet" for t in STEPSIZE_TABLES},
         summary="results/stepsize/summary.csv",

@@ -1,4 +1,8 @@
-"""Rule <study>_aggregate: concatenate the shards' tables, one table each, plus the summary."""
+"""Rule <study>_aggregate: concatenate the shards' tables, then the study's derived tables.
+
+Every output named like a shard table is the concatenation of that table over the shards (in
+the order of the inputs); the other outputs (summary.csv, ...) are `study.summary(tables)`.
+"""
 
 from importlib import import_module
 from pathlib import Path
@@ -10,12 +14,9 @@ from pipeline.tables import concat_tables, write_tables
 def main(smk):
     study = import_module(f"pipeline.{smk.params.study}.study")
     outputs = dict(smk.output.items())
-    tables = {
-        name: concat_tables(p for p in smk.input if Path(p).stem == name)
-        for name in outputs
-        if name != "summary"
-    }
-    tables["summary"] = study.summary(tables)
+    shard_tables = {Path(p).stem for p in smk.input}
+    tables = {name: concat_tables(p for p in smk.input if Path(p).stem == name) for name in shard_tables}
+    tables.update(study.summary(tables))
     write_tables(tables, outputs)
 
 

@@ -1,4 +1,4 @@
-"""Rule <study>_figure: draw one figure ({figure} wildcard) from the aggregated tables."""
+"""Rule <study>_figure: draw one figure ({figure} wildcard) of a figures module from its tables."""
 
 from importlib import import_module
 
@@ -8,7 +8,7 @@ from pipeline.tables import concat_tables
 
 
 def main(smk):
-    figures = import_module(f"pipeline.{smk.params.study}.figures").FIGURES
+    figures = import_module(smk.params.figures).FIGURES
     settings = smk.params.settings
     tables = {
         name: concat_tables([paths] if isinstance(paths, str) else paths) for name, paths in smk.input.items()

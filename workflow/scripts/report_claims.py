@@ -1,18 +1,28 @@
-"""Rule report_claims: a verdict for every claim (docs/claims.md) -> claims.csv."""
+"""Rule report_claims: a verdict for every claim (docs/claims.md) -> claims.csv, robustness.parquet."""
 
 import sys
 from pathlib import Path
 
-from pipeline.claims import TABLES, check_claims, read_table
+import pandas as pd
+
+from pipeline.claims import check_claims
 from pipeline.errors import run_script
+from pipeline.tables import concat_tables
 
 
 def main(smk):
-    paths = dict(smk.input.items())
-    claims = check_claims({name: read_table(paths.get(name)) for name in TABLES}, smk.params.thresholds)
-    Path(smk.output[0]).parent.mkdir(parents=True, exist_ok=True)
-    claims.to_csv(smk.output[0], index=False)
-    print(claims.to_string(index=False), file=sys.stderr)
+    outputs = {"claims", "robustness"}
+    tables = {
+        name: concat_tables([paths] if isinstance(paths, str) else paths)
+        for name, paths in smk.input.items()
+        if name not in outputs
+    }
+    claims, robustness = check_claims(tables, smk.params.thresholds)
+    Path(smk.output.claims).parent.mkdir(parents=True, exist_ok=True)
+    claims.to_csv(smk.output.claims, index=False)
+    robustness.to_parquet(smk.output.robustness, index=False)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        print(claims.drop(columns=["claim", "evidence"]).to_string(index=False), file=sys.stderr)
 
 
 run_script(main, snakemake)  # noqa: F821 - injected by snakemake
