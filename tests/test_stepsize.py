@@ -15,7 +15,7 @@ from pipeline.stepsize import claims as c8
 from pipeline.stepsize import figures as sf
 from pipeline.stepsize import model as ss
 from pipeline.stepsize.study import engine_kwargs, run_shard
-from tests.helpers import copy_repo, small_config, snakemake
+from tests.helpers import small_config
 
 # Small batched products run fastest on one thread.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -273,18 +273,8 @@ def test_rules_between_keys_name_the_key(override, key):
 
 
 @pytest.mark.workflow
-def test_smoke_config_writes_the_stepsize_tables_and_figures(tmp_path):
-    """Only this study's targets of the smoke config (fast, and independent of the MNIST data
-    and of the other studies' claims)."""
-    work = copy_repo(tmp_path / "wf")
-    figures = [
-        f"results/stepsize/figures/{f}.{x}"
-        for f in ("success", "cost_depth", "basins")
-        for x in ("png", "pdf")
-    ]
-    snakemake(
-        work, "--cores", "2", "results/stepsize/summary.csv", *figures, "--configfile", "config/smoke.yaml"
-    )
+def test_smoke_run_writes_the_stepsize_tables_figures_and_claim_8(smoke_run):
+    work, _ = smoke_run
     out = work / "results" / "stepsize"
     runs = pd.read_parquet(out / "runs.parquet")
     basins = pd.read_parquet(out / "basins.parquet")
@@ -294,5 +284,9 @@ def test_smoke_config_writes_the_stepsize_tables_and_figures(tmp_path):
     assert set(runs["problem"]) == {"scalar", "matrix"} and set(runs["network"]) == {"single", "double"}
     assert set(curves["run_id"]) <= set(runs["run_id"])
     assert len(pd.read_csv(out / "summary.csv")) > 0
-    for f in figures:
-        assert (work / f).stat().st_size > 0
+    for name in ("success", "cost_depth", "basins"):
+        for fmt in ("png", "pdf"):
+            assert (out / "figures" / f"{name}.{fmt}").stat().st_size > 0
+    claims = pd.read_csv(work / "results" / "report" / "claims.csv")
+    eight = claims[claims["claim_id"] == 8]
+    assert eight["part"].tolist() == ["a", "b", "all"] and not eight["verdict"].eq(NOT_RUN).any()

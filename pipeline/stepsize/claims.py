@@ -52,6 +52,9 @@ def evaluate(tables, setting: dict, th) -> list[Part]:
     if reach.empty:
         why = "no instance where a fixed step converges (or no curvature run) in this setting"
         return [not_run("a", a_stat, why), not_run("b", b_stat, why)]
+    if reach["seed"].nunique() < 2:
+        why = "fewer than two seeds: no interval"
+        return [not_run("a", a_stat, why), not_run("b", b_stat, why)]
     ok = (reach["status"] == "converged").to_numpy()
     est, lo, hi = bootstrap_share(ok, reach["seed"].to_numpy(), **_boot(th, "a", setting))
     beyond = curv[~curv["reachable"].astype(bool)]

@@ -121,7 +121,7 @@ rule stepsize_figure:
     conda:
         ENV
     params:
-        study="stepsize",
+        figures="pipeline.stepsize.figures",
         settings=figure_settings("stepsize"),
         caption=lambda wildcards: caption("stepsize", wildcards.figure),
     script:
