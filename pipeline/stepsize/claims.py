@@ -106,13 +106,11 @@ def grid(tables, th) -> list[dict]:
         return []
     keys = ["problem", "network", "depth"]
     cells = runs[keys].drop_duplicates().sort_values(keys)
-    out = []
-    for problem, network, depth in cells.itertuples(index=False):
-        setting = {"problem": problem, "depth": int(depth)}
-        if problem != "scalar":
-            setting["network"] = network
-        out.append(setting)
-    return out
+    # the same keys in every setting (the scalar network's rows have network = single)
+    return [
+        {"problem": problem, "network": network, "depth": int(depth)}
+        for problem, network, depth in cells.itertuples(index=False)
+    ]
 
 
 CLAIMS = [Claim(8, TEXT, tables=("stepsize",), evaluate=evaluate, primary=primary, grid=grid)]
