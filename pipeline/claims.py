@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_RUN = "supported", "not supported", "inconclusive", "not run"
@@ -213,6 +214,17 @@ def check_claims(tables: Tables, thresholds: Mapping) -> tuple[pd.DataFrame, pd.
     if robustness.empty:
         robustness = pd.DataFrame(columns=["claim_id", "setting", "verdict"])
     return pd.DataFrame(rows, columns=COLUMNS), robustness
+
+
+def select(df: pd.DataFrame, setting: Mapping) -> pd.DataFrame:
+    """The rows of `df` matching every key of `setting` that is one of its columns
+    (floats compared with np.isclose)."""
+    mask = np.ones(len(df), dtype=bool)
+    for key, value in setting.items():
+        if key in df:
+            col = df[key]
+            mask &= np.isclose(col, value) if isinstance(value, float) else (col == value).to_numpy()
+    return df[mask]
 
 
 def read_table(path: str | Path | None) -> pd.DataFrame | None:

@@ -58,7 +58,8 @@ def seed_weights(n_seeds: int, n_boot: int, key: tuple = ()) -> np.ndarray:
     return np.stack([np.bincount(d, minlength=n_seeds) for d in draws]).astype(float)
 
 
-def _interval(replicates: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The two-sided percentile interval of bootstrap replicates (non-finite ones dropped)."""
     values = replicates[np.isfinite(replicates)]
     if not len(values):
         return math.nan, math.nan
@@ -86,7 +87,7 @@ def bootstrap_share(
         return estimate, math.nan, math.nan
     w = seed_weights(len(seeds), n_boot, key)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (estimate, *_interval((w @ k) / (w @ n), level))
+        return (estimate, *percentile_interval((w @ k) / (w @ n), level))
 
 
 def bootstrap_share_difference(
@@ -108,7 +109,7 @@ def bootstrap_share_difference(
         return estimate, math.nan, math.nan
     w = seed_weights(len(seeds), n_boot, key)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (estimate, *_interval((w @ ka) / (w @ na) - (w @ kb) / (w @ nb), level))
+        return (estimate, *percentile_interval((w @ ka) / (w @ na) - (w @ kb) / (w @ nb), level))
 
 
 def bootstrap_median(
@@ -132,7 +133,7 @@ def bootstrap_median(
     half = cum[:, -1:] / 2
     lower = sorted_values[np.argmax(cum >= half, axis=1)]  # weighted lower and upper medians
     upper = sorted_values[np.argmax(cum > half, axis=1)]
-    return (estimate, *_interval((lower + upper) / 2, level))
+    return (estimate, *percentile_interval((lower + upper) / 2, level))
 
 
 def _log_binom_pmf(n: int, p: float) -> np.ndarray:

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from pipeline.bias1d import model as nets
 from pipeline.bias1d import study
@@ -268,15 +267,18 @@ def test_bad_bias1d_value_fails_the_dry_run_with_the_key(workflow_copy, tmp_path
 
 
 @pytest.mark.workflow
-def test_smoke_run_writes_the_bias1d_tables_and_figures(smoke_run):
+def test_smoke_run_writes_the_bias1d_tables_and_figures(smoke_run, smoke_config):
     work, _ = smoke_run
     out = work / "results" / "bias1d"
     runs = pd.read_parquet(out / "runs.parquet")
-    smoke = yaml.safe_load((work / "config" / "smoke.yaml").read_text())["bias1d"]
-    assert len(runs) == 2 * 2 * smoke["seeds"] * len(smoke["depths"]) and runs["run_id"].is_unique
+    b = smoke_config["bias1d"]
+    per_depth = len(b["targets"]) * len(b["intervals"]) * len(b["optimizer"]["momenta"]) * b["seeds"]
+    assert len(runs) == per_depth * len(b["depths"]) and runs["run_id"].is_unique
     assert set(pd.read_parquet(out / "estimates.parquet")["run_id"]) == set(runs["run_id"])
     assert ((runs["lipschitz"] > 0) & (runs["target_lipschitz"] > 0)).all()
-    assert (pd.read_csv(out / "summary.csv")["runs"] == smoke["seeds"]).all()
-    for fig in ("fit", "drift", "lipschitz"):
+    assert (pd.read_csv(out / "summary.csv")["runs"] == b["seeds"]).all()
+    cells = pd.read_parquet(out / "robustness.parquet")
+    assert (cells["runs"] == b["seeds"]).all() and cells["fail_fraction"].between(0, 1).all()
+    for fig in ("fit", "drift", "lipschitz", "budget"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 10_000
         assert (work / "workflow" / "report" / f"bias1d_{fig}.rst").is_file()

@@ -248,7 +248,9 @@ def test_smoke_run_writes_every_mnist_output(smoke_run, smoke_config):
             "images_per_s",
         ]
         assert list(m.columns[:8]) == cols
-        assert list(m["epoch"]) == list(range(1, epochs + 1)) and (m["variant"] == variant).all()
+        assert (m["variant"] == variant).all() and sorted(m["seed"].unique()) == cfg["seeds"]
+        for _, one in m.groupby("seed"):
+            assert list(one["epoch"]) == list(range(1, epochs + 1))
         assert m["test_acc"].between(0, 1).all() and (m["images_per_s"] > 0).all()
         for seed in cfg["seeds"]:
             shard = res / variant / "shards" / f"seed{seed}"

@@ -11,10 +11,9 @@ and counted in the evidence.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from pipeline.claims import Claim, Part, fmt, not_run
+from pipeline.claims import Claim, Part, fmt, not_run, select
 from pipeline.stats import bootstrap_median, bootstrap_share, bootstrap_share_difference
 
 TEXT = {
@@ -30,14 +29,6 @@ def _cells(tables) -> pd.DataFrame:
     runs = tables["bias1d"][["run_id", "seed", "target", "depth", "interval", "half_width", "momentum"]]
     snaps = tables["bias1d_snapshots"].drop(columns=["target_lipschitz"], errors="ignore")
     return snaps.merge(runs, on="run_id").rename(columns={"iteration": "iterations"})
-
-
-def _select(df: pd.DataFrame, setting: dict) -> pd.DataFrame:
-    mask = np.ones(len(df), dtype=bool)
-    for key, value in setting.items():
-        col = df[key]
-        mask &= np.isclose(col, value) if isinstance(value, float) else (col == value).to_numpy()
-    return df[mask]
 
 
 def _primary(tables, th) -> dict:
@@ -62,7 +53,7 @@ def _diverged(df: pd.DataFrame) -> str:
 
 
 def claim5(tables, setting: dict, th) -> list[Part]:
-    df = _select(_cells(tables), setting)
+    df = select(_cells(tables), setting)
     ok = df[df["status"].eq("ok")]
     if ok.empty:
         return [not_run("a", "kinks", "no run that did not diverge")]
@@ -137,7 +128,7 @@ def _typed(setting: dict) -> dict:
 
 def claim6(tables, setting: dict, th) -> list[Part]:
     narrow_name = setting.get("narrow", th["bias1d_narrow"])
-    cell = _select(_cells(tables), {k: v for k, v in setting.items() if k != "narrow"})
+    cell = select(_cells(tables), {k: v for k, v in setting.items() if k != "narrow"})
     wide_name = cell.loc[cell["half_width"].idxmax(), "interval"] if len(cell) else None
     narrow, wide = (cell[cell["interval"].eq(n)] for n in (narrow_name, wide_name))
     key = tuple(setting.values())

@@ -13,16 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.claims import Claim, Part, fmt, not_run
+from pipeline.claims import Claim, Part, fmt, not_run, select
 from pipeline.stats import bootstrap_median
 
 TEXT = "MNIST: train-test accuracy gap stays small at every epoch without explicit regularisation."
-
-
-def _select(df: pd.DataFrame, setting: dict) -> pd.DataFrame:
-    for key, value in setting.items():
-        df = df[df[key] == value]
-    return df
 
 
 def _gap_at(metrics: pd.DataFrame, level: float) -> float:
@@ -34,7 +28,7 @@ def _gap_at(metrics: pd.DataFrame, level: float) -> float:
 
 
 def claim7(tables, setting: dict, th) -> list[Part]:
-    df = _select(tables["mnist"], setting)
+    df = select(tables["mnist"], setting)
     model, baseline = th["mnist_variant"], th["mnist_baseline"]
     boot = {"n_boot": th["bootstrap"], "level": th["level"]}
     ours = df[df["variant"].eq(model)]

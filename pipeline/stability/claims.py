@@ -13,8 +13,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from pipeline.claims import Claim, Part, fmt, not_run
-from pipeline.stats import bootstrap_median, bootstrap_share, proportion, seed_weights, sign_test
+from pipeline.claims import Claim, Part, fmt, not_run, select
+from pipeline.stats import (
+    bootstrap_median,
+    bootstrap_share,
+    percentile_interval,
+    proportion,
+    seed_weights,
+    sign_test,
+)
 
 RANDOM_INITS = ("random", "gaussian")
 
@@ -28,16 +35,6 @@ TEXT = {
     "single network stalls on negative eigenvalues and diverges for some matrices where the double "
     "network does not.",
 }
-
-
-def _select(df: pd.DataFrame, setting: dict) -> pd.DataFrame:
-    """The rows of `df` matching every key of `setting` that is a column of `df`."""
-    mask = np.ones(len(df), dtype=bool)
-    for key, value in setting.items():
-        if key in df:
-            col = df[key]
-            mask &= np.isclose(col, value) if isinstance(value, float) else (col == value).to_numpy()
-    return df[mask]
 
 
 def _boot(th) -> dict:
@@ -82,16 +79,8 @@ def _shares(conv, count, weights=None):
         return np.einsum("bs,sgr->bgr", weights, conv) / np.einsum("bs,sgr->bgr", weights, count)
 
 
-def _quantiles(values: np.ndarray, level: float) -> tuple[float, float]:
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return math.nan, math.nan
-    a = (1 - level) / 2
-    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
-
-
 def claim1(tables, setting: dict, th) -> list[Part]:
-    scalar = _select(tables["scalar"], setting)
+    scalar = select(tables["scalar"], setting)
     ratio = scalar["delta"] / scalar["delta_star"]
     # 6 significant digits: steps set as factors of delta*_L share a value across seeds.
     df = scalar.assign(ratio=ratio.map(lambda x: float(f"{x:.6g}")))
@@ -125,7 +114,7 @@ def claim1(tables, setting: dict, th) -> list[Part]:
         w = seed_weights(conv.shape[0], th["bootstrap"], ("claim1b", *setting.values()))
         reps = _largest_convergent(_shares(conv, count, w), ratios, most)
         reps = np.where(np.isnan(reps), 0.0, reps).min(-1)
-        lo, hi = _quantiles(reps, th["level"])
+        lo, hi = percentile_interval(reps, th["level"])
         parts.append(
             Part(
                 "b",
@@ -153,7 +142,7 @@ def claim1(tables, setting: dict, th) -> list[Part]:
             r, i = np.where(np.isnan(best[..., rnd]), -1.0, best[..., rnd]), best[..., ~rnd]
             return (r < np.where(np.isnan(i), -1.0, i)).mean(-1)
 
-        lo, hi = _quantiles(smaller(_shares(conv, count, w)), th["level"])
+        lo, hi = percentile_interval(smaller(_shares(conv, count, w)), th["level"])
         n_groups = int((~keys["is_random"]).sum())
         parts.append(
             Part(
@@ -186,7 +175,7 @@ PARTS = ("scalar", "depth", "single_vs_double")
 
 def claim2(tables, setting: dict, th) -> list[Part]:
     frames = [
-        _select(tables[p], setting).assign(part=p)
+        select(tables[p], setting).assign(part=p)
         for p in PARTS
         if tables.get(p) is not None and setting.get("part", p) == p
     ]
@@ -218,7 +207,7 @@ def claim2(tables, setting: dict, th) -> list[Part]:
 
 
 def claim3(tables, setting: dict, th) -> list[Part]:
-    df = _select(tables["depth"], setting)
+    df = select(tables["depth"], setting)
     loss = df["final_loss"].astype(float).where(~df["status"].eq("diverged"), np.inf)
     floor = th["loss_floor"]
     df = df.assign(loss=np.log10(np.clip(loss.fillna(np.inf), floor, 1e300)))
@@ -271,7 +260,7 @@ def _pairs(svd: pd.DataFrame) -> pd.DataFrame:
 
 
 def claim4(tables, setting: dict, th) -> list[Part]:
-    svd = _select(tables["single_vs_double"], setting)
+    svd = select(tables["single_vs_double"], setting)
     pairs = _pairs(svd)
     most = th["most_fraction"]
     parts = []

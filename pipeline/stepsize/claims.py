@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 
-from pipeline.claims import Claim, Part, fmt, interval, not_run
+from pipeline.claims import Claim, Part, fmt, interval, not_run, select
 from pipeline.stats import bootstrap_median, bootstrap_share
 
 TEXT = (
@@ -25,13 +24,6 @@ TEXT = (
     "step in hindsight (scalar and matrix deep linear networks, every depth)."
 )
 COLUMNS = ("rule", "status", "reachable", "cost_ratio", "seed", "problem", "network", "depth")
-
-
-def _select(runs: pd.DataFrame, setting: dict) -> pd.DataFrame:
-    mask = np.ones(len(runs), dtype=bool)
-    for key, value in setting.items():
-        mask &= (runs[key] == value).to_numpy()
-    return runs[mask]
 
 
 def _boot(th, part: str, setting: dict) -> dict:
@@ -47,7 +39,7 @@ def evaluate(tables, setting: dict, th) -> list[Part]:
     if missing:
         why = f"the stepsize runs table lacks {', '.join(missing)}"
         return [not_run("a", a_stat, why), not_run("b", b_stat, why)]
-    curv = _select(runs[runs["rule"] == "curvature"], setting)
+    curv = select(runs[runs["rule"] == "curvature"], setting)
     reach = curv[curv["reachable"].astype(bool)]
     if reach.empty:
         why = "no instance where a fixed step converges (or no curvature run) in this setting"
