@@ -12,7 +12,7 @@
    evaluation of the engine.
 Writes the numbers as JSON (--json). Cores shared with other work make the ratios noisy.
 
-    .venv/bin/python bench/bench_stepsize.py [--runs 1000] [--reps 1] [--threads 1]
+    .venv/bin/python bench/bench_stepsize.py [--runs 1000] [--reps 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def cost_weights(runs, n, L, reps):
 
 
 def main():
-    p = parser("bench_stepsize", __doc__, reps=1, threads=1)
+    p = parser("bench_stepsize", __doc__, reps=3, threads=1)
     p.add_argument("--runs", type=int, default=1000)
     p.add_argument("--loop-runs", type=int, default=10)
     p.add_argument("--iterations", type=int, default=200)
@@ -109,7 +109,7 @@ def main():
     mix = mixed_scalar_batch(instances, 16, cfg["factors"])
     res = [batched_vs_loop(mix, a.iterations, kw, a.loop_runs) for _ in range(a.reps)]
     mx_batched, mx_loop = min(r[0] for r in res), min(r[1] for r in res)
-    weights = cost_weights(a.runs, n, L, max(3, a.reps))
+    weights = cost_weights(a.runs, n, L, max(15, a.reps))
     out = {
         "runs": a.runs,
         "iterations": a.iterations,
