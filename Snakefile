@@ -23,6 +23,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/stability.smk"
 include: "workflow/rules/bias1d.smk"
 include: "workflow/rules/mnist.smk"
+include: "workflow/rules/stepsize.smk"
 include: "workflow/rules/report.smk"
 
 

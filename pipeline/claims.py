@@ -56,7 +56,7 @@ COLUMNS = [
     "evidence",
 ]
 # The studies whose claims.py holds claims, in report order.
-STUDIES = ("stability", "bias1d", "mnist")
+STUDIES = ("stability", "bias1d", "mnist", "stepsize")
 
 
 @dataclass

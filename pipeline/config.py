@@ -38,6 +38,7 @@ RUNTIME_KEYS = frozenset(
         "data.timeout_s",
         "stability.threads",
         "bias1d.threads",
+        "stepsize.threads",
         "mnist.threads",
         "mnist.gpu",
     }
@@ -240,6 +241,24 @@ def check_mnist(config: Mapping) -> None:
         )
 
 
+def check_stepsize(config: Mapping) -> None:
+    s = config["stepsize"]
+    if "fixed" not in s["rules"]:
+        _fail(
+            "Config key stepsize.rules must include fixed: every other rule is compared with the "
+            "best fixed step."
+        )
+    if any(b <= a for a, b in zip(s["factors"], s["factors"][1:], strict=False)):
+        _fail(f"Config key stepsize.factors must be strictly increasing (got {s['factors']}).")
+    families = s["matrix"]["families"]
+    _unique("stepsize.matrix.families", [f["name"] for f in families])
+    for fam in families:
+        _ordered(f"stepsize.matrix.families ({fam['name']})", fam["low"], fam["high"])
+    if s["enabled"]:
+        ref = config["figures"]["stepsize"]["reference_factor"]
+        _member("figures.stepsize.reference_factor", ref, s["factors"], "a factor of stepsize.factors")
+
+
 def check_claims(config: Mapping) -> None:
     """The primary settings of the claims must be settings that are run."""
     th = config["report"]["claims"]
@@ -282,4 +301,5 @@ def check_relations(config: Mapping) -> None:
     check_stability(config)
     check_bias1d(config)
     check_mnist(config)
+    check_stepsize(config)
     check_claims(config)

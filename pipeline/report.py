@@ -29,6 +29,7 @@ STUDY_TITLES = {
     "stability": "Lyapunov stability of gradient descent (docs/science.md sections 1-2)",
     "bias1d": "Convex residual pairs in 1-D: bias initialisation (docs/science.md sections 3-4)",
     "mnist": "MNIST with 20 convex residual networks (docs/science.md section 5)",
+    "stepsize": "State-dependent step sizes, ours (docs/science.md section 6.1)",
     "report": "Robustness of the verdicts over the settings the paper left open",
 }
 PACKAGES = (

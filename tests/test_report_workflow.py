@@ -18,7 +18,7 @@ from tests.helpers import copy_repo, fake_mnist_config, small_config, snakemake
 
 pytestmark = pytest.mark.workflow
 
-STUDIES = ("stability", "bias1d", "mnist")
+STUDIES = ("stability", "bias1d", "mnist", "stepsize")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

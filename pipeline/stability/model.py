@@ -123,23 +123,33 @@ def loss(R, chains, signs, sigma=None):
     return 0.5 * (ES * E).sum(dim=(-2, -1))
 
 
-def gradients(R, chains, signs, sigma=None):
-    """Hand-written batched gradients dl/dW for every layer of every chain (lists like `chains`)."""
-    E = R - network_output(chains, signs)
-    G = E if sigma is None else _mm(E, sigma)
-    out = []
+def loss_and_gradients(R, chains, signs, sigma=None):
+    """Per-run loss [B] and the hand-written batched gradients dl/dW of every layer of every
+    chain (lists like `chains`), from one forward pass (the prefix products serve both)."""
+    prefixes, out = [], None
     for ws, sign in zip(chains, signs, strict=True):
         prefix = [None]
-        for w in ws[:-1]:
+        for w in ws:
             prefix.append(w if prefix[-1] is None else _mm(w, prefix[-1]))
+        prefixes.append(prefix)
+        out = sign * prefix[-1] if out is None else out + sign * prefix[-1]
+    E = R - out
+    G = E if sigma is None else _mm(E, sigma)
+    grads_all = []
+    for ws, prefix, sign in zip(chains, prefixes, signs, strict=True):
         grads = [None] * len(ws)
         M = -sign * G
         for j in range(len(ws) - 1, -1, -1):
             grads[j] = M if prefix[j] is None else _mm(M, prefix[j].mT)
             if j > 0:
                 M = _mm_tn(ws[j], M)
-        out.append(grads)
-    return out
+        grads_all.append(grads)
+    return 0.5 * (G * E).sum(dim=(-2, -1)), grads_all
+
+
+def gradients(R, chains, signs, sigma=None):
+    """Hand-written batched gradients dl/dW for every layer of every chain (lists like `chains`)."""
+    return loss_and_gradients(R, chains, signs, sigma)[1]
 
 
 # ------------------------------------------------------------------------------ engine ----

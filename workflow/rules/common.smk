@@ -75,12 +75,26 @@ def mnist_outputs():
     }
 
 
+def stepsize_outputs():
+    problems = {problem for problem, _ in STEPSIZE_SHARDS.values()}
+    return {
+        "tables": list(rules.stepsize_aggregate.output) if problems else [],
+        "figures": [
+            f"results/stepsize/figures/{name}.png"
+            for name in STEPSIZE_FIGURES
+            # the basin maps need the basin shards, the other figures a problem's runs
+            if ("basin" in problems if name == "basins" else bool(problems - {"basin"}))
+        ],
+    }
+
+
 def study_outputs():
     """{study: {"tables": [...], "figures": [png, ...]}} for every enabled study."""
     outputs = {
         "stability": stability_outputs(),
         "bias1d": bias1d_outputs(),
         "mnist": mnist_outputs(),
+        "stepsize": stepsize_outputs(),
     }
     return {study: out for study, out in outputs.items() if out["tables"]}
 
@@ -112,6 +126,8 @@ def claim_inputs(wildcards):
         tables["mnist"] = expand(
             rules.mnist_aggregate.output.metrics, variant=MNIST_VARIANTS
         )
+    if STEPSIZE_SHARDS:
+        tables["stepsize"] = rules.stepsize_aggregate.output.runs
     return tables
 
 

@@ -101,6 +101,7 @@ rule report_html:
             "stability": bool(STABILITY_PARTS),
             "bias1d": BIAS1D["enabled"],
             "mnist": bool(MNIST_VARIANTS),
+            "stepsize": bool(STEPSIZE_SHARDS),
             "report": True,
         },
         # the workflow's folder, where git tells the commit
