@@ -77,13 +77,13 @@ def batched_vs_loop(batch, iterations, kw, loop_runs):
 def cost_weights(runs, n, L, reps):
     R, chains, *_ = curvature_batch(runs, n, L, seed=1)
     chains = [[w + 0.1 for w in chains[0]]]
-    hvp, D = ss.hessian_vector_product(R, chains, [1])
+    hvp, D = st.hessian_vector_product(R, chains, [1])
     v = torch.randn(runs, D, dtype=torch.float64)
     t = alternate(
         {
             "grad": lambda: st.loss_and_gradients(R, chains, [1]),
             "hvp": lambda: hvp(v),
-            "hvp_with_graph": lambda: ss.hessian_vector_product(R, chains, [1])[0](v),
+            "hvp_with_graph": lambda: st.hessian_vector_product(R, chains, [1])[0](v),
             "loss": lambda: st.loss(R, chains, [1]),
         },
         reps,

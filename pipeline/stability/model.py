@@ -317,25 +317,39 @@ def sharpness(R, chains, signs, sigma=None, iters: int = 20, chunk: int = 256, s
     return out.numpy(), res.numpy()
 
 
-def _lanczos_max(R, chains, signs, sigma, iters, gen):
-    params = [w.clone().requires_grad_(True) for ws in chains for w in ws]
-    sizes = [len(ws) for ws in chains]
+def hessian_vector_product(R, chains, signs, sigma=None):
+    """(hvp, D): `hvp(v)` maps v [B, D] to H v [B, D], H the Hessian of each run's loss
+    (`loss`) at `chains`, all layers of all chains flattened in order; by
+    autograd double-backward (the Hessian of the summed loss is block-diagonal over runs)."""
+    params = [w.detach().clone().requires_grad_(True) for ws in chains for w in ws]
     nested, k = [], 0
-    for s in sizes:
-        nested.append(params[k : k + s])
-        k += s
+    for ws in chains:
+        nested.append(params[k : k + len(ws)])
+        k += len(ws)
     B, n = R.shape[0], R.shape[-1]
-    D = len(params) * n * n
-    grads = torch.autograd.grad(loss(R, nested, signs, sigma).sum(), params, create_graph=True)
+    with torch.enable_grad():
+        grads = torch.autograd.grad(loss(R, nested, signs, sigma).sum(), params, create_graph=True)
 
-    def hvp(v):  # v: [B, D]
-        vs = [c.reshape(B, n, n) for c in v.split(n * n, dim=1)]
-        hv = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True)
-        return torch.cat([h.reshape(B, -1) for h in hv], dim=1).detach()
+    def hvp(v):
+        vs = [c.reshape(B, n, n).to(R.dtype) for c in v.split(n * n, dim=1)]
+        with torch.enable_grad():
+            hv = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True)
+        return torch.cat([h.reshape(B, -1) for h in hv], dim=1).detach().double()
 
+    return hvp, len(params) * n * n
+
+
+def lanczos(hvp, q, iters: int):
+    """(top Ritz value [B], its unit Ritz vector [B, D], its residual [B], Lanczos steps taken)
+    of `iters` batched Lanczos steps with full reorthogonalisation on `hvp` from the start
+    vectors q [B, D] (a given start, so that it can be warm-started). The Ritz value is a lower
+    estimate of lambda_max, exact once the Krylov space is exhausted (at most D steps); the
+    residual `||H y - theta y|| = |beta_k s_k|` bounds its distance to an eigenvalue. Runs
+    whose Lanczos matrix is not finite get NaN and a zero vector."""
+    B, D = q.shape
     k = max(1, min(iters, D))
-    q = torch.randn(B, D, dtype=torch.float64, generator=gen)
-    q = q / q.norm(dim=1, keepdim=True)
+    q = q.double()
+    q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-300)
     Q = torch.zeros(k, B, D, dtype=torch.float64)
     alphas = torch.zeros(B, k, dtype=torch.float64)
     betas = torch.zeros(B, k, dtype=torch.float64)
@@ -354,25 +368,37 @@ def _lanczos_max(R, chains, signs, sigma, iters, gen):
         live = b > 1e-10 * (a.abs() + 1e-300)
         q_prev, q = q, torch.where(live, w / b.clamp_min(1e-300), 0.0)
         beta_prev = torch.where(live, b, 0.0)
-    T = torch.diag_embed(alphas)
     off = torch.where(betas[:, :-1] > 1e-10 * (alphas[:, :-1].abs() + 1e-300), betas[:, :-1], 0.0)
-    T = T + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
-    out = torch.full((B,), float("nan"), dtype=torch.float64)
-    res = torch.full((B,), float("nan"), dtype=torch.float64)
-    ok = torch.isfinite(T).flatten(1).all(1)
-    last_beta = betas[:, -1]
-    # eigenvalue of the top Ritz pair, and its residual |beta_k s_k| (s: top eigenvector of T)
-    try:
-        vals, vecs = torch.linalg.eigh(T[ok])
-        out[ok], res[ok] = vals[:, -1], (last_beta[ok] * vecs[:, -1, -1]).abs()
-    except torch.linalg.LinAlgError:  # an ill-conditioned batch element: one by one
-        for b in torch.nonzero(ok).flatten().tolist():
-            try:
-                vals, vecs = torch.linalg.eigh(T[b])
-            except torch.linalg.LinAlgError:
-                continue
-            out[b], res[b] = vals[-1], (last_beta[b] * vecs[-1, -1]).abs()
-    return out, res
+    T = torch.diag_embed(alphas) + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
+    value = torch.full((B,), float("nan"), dtype=torch.float64)
+    residual = torch.full((B,), float("nan"), dtype=torch.float64)
+    vector = torch.zeros(B, D, dtype=torch.float64)
+    idx = torch.nonzero(torch.isfinite(T).flatten(1).all(1)).flatten()
+    if len(idx):
+        try:
+            vals, vecs = torch.linalg.eigh(T[idx])
+            value[idx] = vals[:, -1]
+            residual[idx] = (betas[idx, -1] * vecs[:, -1, -1]).abs()
+            vector[idx] = torch.einsum("bk,kbd->bd", vecs[:, :, -1], Q[:, idx])
+        except torch.linalg.LinAlgError:  # an ill-conditioned batch element: one by one
+            for b in idx.tolist():
+                try:
+                    vals, vecs = torch.linalg.eigh(T[b])
+                except torch.linalg.LinAlgError:
+                    continue
+                value[b] = vals[-1]
+                residual[b] = (betas[b, -1] * vecs[-1, -1]).abs()
+                vector[b] = vecs[:, -1] @ Q[:, b]
+    vector = vector / vector.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    return value, vector, residual, k
+
+
+def _lanczos_max(R, chains, signs, sigma, iters, gen):
+    hvp, D = hessian_vector_product(R, chains, signs, sigma)
+    value, _, residual, _ = lanczos(
+        hvp, torch.randn(R.shape[0], D, dtype=torch.float64, generator=gen), iters
+    )
+    return value, residual
 
 
 # ------------------------------------------------------------------- inits and targets ----

@@ -75,79 +75,6 @@ class DescentResult:
 # ----------------------------------------------------------------------- curvature ----
 
 
-def hessian_vector_product(R, chains, signs, sigma=None):
-    """(hvp, D): `hvp(v)` maps v [B, D] to H v [B, D], H the Hessian of each run's loss
-    (`stability.model.loss`) at `chains`, all layers of all chains flattened in order; by
-    autograd double-backward (the Hessian of the summed loss is block-diagonal over runs)."""
-    params = [w.detach().clone().requires_grad_(True) for ws in chains for w in ws]
-    nested, k = [], 0
-    for ws in chains:
-        nested.append(params[k : k + len(ws)])
-        k += len(ws)
-    B, n = R.shape[0], R.shape[-1]
-    with torch.enable_grad():
-        grads = torch.autograd.grad(st.loss(R, nested, signs, sigma).sum(), params, create_graph=True)
-
-    def hvp(v):
-        vs = [c.reshape(B, n, n).to(R.dtype) for c in v.split(n * n, dim=1)]
-        with torch.enable_grad():
-            hv = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True)
-        return torch.cat([h.reshape(B, -1) for h in hv], dim=1).detach().double()
-
-    return hvp, len(params) * n * n
-
-
-def lanczos_top(hvp, q, iters: int):
-    """(top Ritz value [B], its unit Ritz vector [B, D], Lanczos steps taken) of `iters`
-    batched Lanczos steps with full reorthogonalisation on `hvp` from the start vectors q
-    [B, D]: the same iteration as `stability.model.sharpness`, here with a given start (so it
-    can be warm-started) and the Ritz vector returned. The Ritz value is a lower estimate of
-    lambda_max; it is exact once the Krylov space is exhausted (at most D steps). Runs whose
-    Lanczos matrix is not finite get NaN and a zero vector."""
-    B, D = q.shape
-    k = max(1, min(iters, D))
-    q = q.double()
-    q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-300)
-    Q = torch.zeros(k, B, D, dtype=torch.float64)
-    alphas = torch.zeros(B, k, dtype=torch.float64)
-    betas = torch.zeros(B, k, dtype=torch.float64)
-    q_prev = torch.zeros_like(q)
-    beta_prev = torch.zeros(B, 1, dtype=torch.float64)
-    for i in range(k):
-        Q[i] = q
-        w = hvp(q)
-        a = (w * q).sum(1, keepdim=True)
-        w = w - a * q - beta_prev * q_prev
-        coef = torch.einsum("kbd,bd->kb", Q[: i + 1], w)
-        w = w - torch.einsum("kb,kbd->bd", coef, Q[: i + 1])
-        b = w.norm(dim=1, keepdim=True)
-        alphas[:, i] = a[:, 0]
-        betas[:, i] = b[:, 0]
-        live = b > 1e-10 * (a.abs() + 1e-300)
-        q_prev, q = q, torch.where(live, w / b.clamp_min(1e-300), 0.0)
-        beta_prev = torch.where(live, b, 0.0)
-    off = torch.where(betas[:, :-1] > 1e-10 * (alphas[:, :-1].abs() + 1e-300), betas[:, :-1], 0.0)
-    T = torch.diag_embed(alphas) + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
-    value = torch.full((B,), float("nan"), dtype=torch.float64)
-    vector = torch.zeros(B, D, dtype=torch.float64)
-    idx = torch.nonzero(torch.isfinite(T).flatten(1).all(1)).flatten()
-    if len(idx):
-        try:
-            vals, vecs = torch.linalg.eigh(T[idx])
-            value[idx] = vals[:, -1]
-            vector[idx] = torch.einsum("bk,kbd->bd", vecs[:, :, -1], Q[:, idx])
-        except torch.linalg.LinAlgError:  # an ill-conditioned batch element: one by one
-            for b in idx.tolist():
-                try:
-                    vals, vecs = torch.linalg.eigh(T[b])
-                except torch.linalg.LinAlgError:
-                    continue
-                value[b] = vals[-1]
-                vector[b] = vecs[:, -1] @ Q[:, b]
-    vector = vector / vector.norm(dim=1, keepdim=True).clamp_min(1e-300)
-    return value, vector, k
-
-
 def sharpness(R, chains, signs, iters: int, gen: torch.Generator, mask=None, memory: float = 2e7):
     """lambda_max of each run's loss Hessian at `chains` [B] (NaN outside `mask` or where the
     weights are not finite): `iters` Lanczos steps from random starts, in chunks of runs
@@ -167,9 +94,9 @@ def sharpness(R, chains, signs, iters: int, gen: torch.Generator, mask=None, mem
         idx = idx[finite[idx]]
         if len(idx):
             sub = [[w[idx].double() for w in ws] for ws in chains]
-            hvp, D = hessian_vector_product(R[idx].double(), sub, signs)
+            hvp, D = st.hessian_vector_product(R[idx].double(), sub, signs)
             q = torch.randn(len(idx), D, dtype=torch.float64, generator=gen)
-            out[idx] = lanczos_top(hvp, q, iters)[0]
+            out[idx] = st.lanczos(hvp, q, iters)[0]
     return out.numpy()
 
 
@@ -365,7 +292,7 @@ def descend(
                 s = span["curvature"]
                 if t % rules.every == 0:
                     sub = [[x[s] for x in ws] for ws in nested]
-                    hvp, _ = hessian_vector_product(w["R"][s], sub, signs)
+                    hvp, _ = st.hessian_vector_product(w["R"][s], sub, signs)
                     start_s, vec = w["cv_start"][s], w["cv_vec"][s]
                     if not cv_started:
                         q, iters = start_s, rules.first_iters
@@ -373,7 +300,7 @@ def descend(
                         ok = torch.isfinite(vec).all(1) & (vec.norm(dim=1) > 0)
                         warm = vec + rules.warm_noise * start_s / math.sqrt(D)
                         q, iters = torch.where(ok[:, None], warm, start_s), rules.iters
-                    lam, w["cv_vec"][s], k = lanczos_top(hvp, q, iters)
+                    lam, w["cv_vec"][s], _, k = st.lanczos(hvp, q, iters)
                     cv_started = True
                     w["counters"][s, 1] += k * alive[s]
                     good = torch.isfinite(lam) & (lam > 0)
