@@ -55,9 +55,9 @@ def main(argv=None) -> dict:
     def one_by_one():
         return train_one_by_one(p0.clone(), x, y, opt["lr"], momentum, args.iterations)
 
-    searched = runs.index[runs["method"].eq(study.SEARCH)].to_numpy()
+    searched = np.flatnonzero(runs["method"].eq(study.SEARCH).to_numpy())
     if not len(searched):  # the depth has no comparison: time the search on the main grid's runs
-        searched = runs.index.to_numpy()
+        searched = np.arange(len(runs))
     sub, xs, ys = p0.select(searched), x[searched], y[searched]
     grad, work = p0.like(), nets.Workspace(p0, x.shape[1])
     costs = alternate(
