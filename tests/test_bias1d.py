@@ -445,9 +445,9 @@ def test_bad_relations_give_one_sentence(change, message):
 
 @pytest.mark.workflow
 def test_bad_bias1d_value_fails_the_dry_run_with_the_key(workflow_copy, tmp_path):
-    proc = dry_run(workflow_copy, {"bias1d": {"optimizer": {"momentum": 1.5}}}, tmp_path)
+    proc = dry_run(workflow_copy, {"bias1d": {"optimizer": {"momenta": [1.5]}}}, tmp_path)
     assert proc.returncode != 0
-    assert "Config key bias1d.optimizer.momentum = 1.5 is invalid" in proc.stdout + proc.stderr
+    assert "Config key bias1d.optimizer.momenta.0 = 1.5 is invalid" in proc.stdout + proc.stderr
 
 
 @pytest.mark.workflow
