@@ -221,6 +221,20 @@ def check_bias1d(config: Mapping) -> None:
         for name in fig["intervals"]:
             _member("figures.bias1d.intervals", name, names, "an interval of bias1d.intervals")
         _member("figures.bias1d.momentum", fig["momentum"], b["optimizer"]["momenta"], "a momentum run")
+    up = b["updates"]
+    if b["enabled"] and up["enabled"]:
+        for depth in up["depths"]:
+            _member("bias1d.updates.depths", depth, b["depths"], "a depth of bias1d.depths")
+        for target in up["targets"]:
+            _member("bias1d.updates.targets", target, b["targets"], "a target of bias1d.targets")
+        for name in up["intervals"]:
+            _member("bias1d.updates.intervals", name, names, "an interval of bias1d.intervals")
+        _member(
+            "figures.bias1d.updates_interval",
+            fig["updates_interval"],
+            up["intervals"],
+            "an interval of bias1d.updates.intervals",
+        )
 
 
 def check_mnist(config: Mapping) -> None:
@@ -294,6 +308,12 @@ def check_claims(config: Mapping) -> None:
         _member(
             "report.claims.bias1d_narrow", th["bias1d_narrow"], narrow, "an interval narrower than the widest"
         )
+        up = b["updates"]
+        if up["enabled"]:
+            what = "a value of bias1d.updates.{} (claim 9 is judged there)"
+            _member("report.claims.claim9_depth", th["claim9_depth"], up["depths"], what.format("depths"))
+            for key, values in (("target", "targets"), ("momentum", "momenta"), ("narrow", "intervals")):
+                _member(f"report.claims.bias1d_{key}", th[f"bias1d_{key}"], up[values], what.format(values))
 
 
 def check_relations(config: Mapping) -> None:

@@ -14,18 +14,22 @@ from pipeline.errors import UserError
 from tests.helpers import dry_run, small_config
 
 SHRUNK = {
+    "depths": [4, 8],
     "seeds": 2,
     "data": {"points": 15},
     "optimizer": {"iterations": 300},
     "snapshots": [100],
     "grid_points": 51,
+    "updates": {"depths": [4], "every": 50, "trace_points": 6},
 }
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    """The bias1d block of the smoke config, shrunk to seconds."""
-    return small_config({"bias1d": SHRUNK, "report": {"claims": {"bias1d_iterations": 300}}})["bias1d"]
+    """The bias1d block of the smoke config, shrunk to seconds (the comparison of bias updates
+    at depth 4)."""
+    claims = {"bias1d_iterations": 300, "claim9_depth": 4}
+    return small_config({"bias1d": SHRUNK, "report": {"claims": claims}})["bias1d"]
 
 
 def random_params(runs, depth, seed=0, b_range=1.0):
@@ -146,8 +150,11 @@ def test_same_config_same_tables_and_contract_columns(cfg):
     a = study.run_shard(cfg, depth=4)
     b = study.run_shard(cfg, depth=4)
     for name in a:
-        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True)
-    runs = a["runs"]
+        if name != "timing":  # measured wall seconds
+            pd.testing.assert_frame_equal(a[name], b[name], check_exact=True)
+    assert list(a["timing"]["searches"]) == [300 // 50] and (a["timing"]["grad_seconds"] > 0).all()
+    assert a["runs"]["comparison"].any() and len(a["progress"]) > 0
+    runs = a["runs"][a["runs"]["main_grid"]]
     contract = [
         "run_id", "seed", "target", "depth", "init_low", "init_high", "final_mse", "lipschitz",
         "target_lipschitz", "bias_drift_rel_median", "bias_drift_rel_max", "weight_drift_median",
@@ -161,7 +168,7 @@ def test_same_config_same_tables_and_contract_columns(cfg):
     snaps = a["snapshots"]
     assert sorted(snaps["iteration"].unique()) == [100, cfg["optimizer"]["iterations"]]
     end = snaps[snaps["iteration"] == cfg["optimizer"]["iterations"]].set_index("run_id")
-    pd.testing.assert_series_equal(end["final_mse"], runs.set_index("run_id")["final_mse"])
+    pd.testing.assert_series_equal(end["final_mse"], a["runs"].set_index("run_id")["final_mse"])
     # kink moves agree with the per-layer table
     lay = a["layers"].assign(moved=lambda d: (d["kink_final"] - d["kink_init"]).abs())
     one = runs.iloc[0]
@@ -170,15 +177,192 @@ def test_same_config_same_tables_and_contract_columns(cfg):
     assert one["kinks_active"] == active.sum()
     assert one["kinks_moved_lt_spacing"] == (mine.loc[active, "moved"] < one["data_spacing"]).sum()
     assert list(a["estimates"].columns[:3]) == ["run_id", "x", "yhat"]
-    assert len(a["estimates"]) == n_runs * cfg["grid_points"]
+    assert len(a["estimates"]) == len(a["runs"]) * cfg["grid_points"]
     assert (runs["status"] == "ok").all() and (runs["final_mse"] < runs["final_mse"].max() + 1).all()
     # the curves' last point is the table's final MSE
     last = a["curves"][a["curves"]["step"] == cfg["optimizer"]["iterations"]].set_index("run_id")["mse"]
     np.testing.assert_allclose(last.loc[runs["run_id"]].to_numpy(), runs["final_mse"].to_numpy(), rtol=1e-9)
+    # so is the progress table's, for the comparison's runs
+    prog = a["progress"].set_index(["run_id", "step"])["mse"]
+    comp = a["runs"][a["runs"]["comparison"]]
+    ends = prog.loc[[(r, cfg["optimizer"]["iterations"]) for r in comp["run_id"]]].to_numpy()
+    np.testing.assert_allclose(ends, comp["final_mse"].to_numpy(), rtol=1e-12)
     # drift columns agree with the per-layer table
     layers = a["layers"]
     per_run = layers.groupby("run_id")["bias_drift_rel"].max()
     np.testing.assert_allclose(per_run.loc[runs["run_id"]].to_numpy(), runs["bias_drift_rel_max"].to_numpy())
+
+
+def _search_loss(p, x, y, layer, network, b_value):
+    q = p.clone()
+    q.b[layer, :, network] = b_value
+    return nets.mse(q, x, y)
+
+
+def test_kink_search_picks_the_best_candidate_and_never_increases_the_loss():
+    p = random_params(runs=6, depth=5, seed=7)
+    x, y = random_data(6, 14, seed=8)
+    # the first coordinate (layer 1 of g): its inputs are x, the chosen bias is the best candidate
+    cand = nets.kink_candidates(x, p.b[0, :, 0])
+    losses = torch.stack([_search_loss(p, x, y, 0, 0, cand[:, j]) for j in range(cand.shape[1])], -1)
+    b, moved = nets.kink_search(p, x, y)
+    q = p.clone()
+    q.b[0] = torch.stack([b[0, :, 0], p.b[0, :, 1]], -1)
+    torch.testing.assert_close(nets.mse(q, x, y), losses.min(-1).values, rtol=1e-12, atol=0)
+    assert moved.any() and (moved[0, :, 0] == (losses.argmin(-1) != 0)).all()
+    # rounds of coordinate descent never increase the training loss; unmoved biases are untouched
+    before = nets.mse(p, x, y)
+    for _ in range(3):
+        b, moved = nets.kink_search(p, x, y)
+        assert torch.equal(b[~moved], p.b[~moved])
+        p.b.copy_(b)
+        after = nets.mse(p, x, y)
+        assert (after <= before * (1 + 1e-12)).all()
+        before = after
+    # a layer with zero weight cannot change the loss: its bias stays where it is
+    p.w[2] = 0.0
+    assert not nets.kink_search(p, x, y)[1][2].any()
+
+
+def _brute_force_search(p, x, y):
+    """One run at a time, one candidate at a time, the loss by `nets.mse` of the whole pair."""
+    q = p.clone()
+    for r in range(q.runs):
+        one = q.select([r])
+        for k in (0, 1):
+            for i in range(q.depth):
+                u = x[r : r + 1]
+                for j in range(i):  # the layer's inputs z_{i-1}(x) with the biases found so far
+                    u = u + one.w[j, 0, k] * torch.relu(u - one.b[j, 0, k])
+                best, best_loss = None, None
+                for value in nets.kink_candidates(u, one.b[i, :, k])[0]:
+                    loss = _search_loss(one, x[r : r + 1], y[r : r + 1], i, k, value)[0]
+                    if best_loss is None or loss < best_loss:
+                        best, best_loss = value, loss
+                one.b[i, 0, k] = best
+        q.b[:, r] = one.b[:, 0]
+    return q.b
+
+
+def test_batched_kink_search_equals_one_run_brute_force():
+    p = random_params(runs=4, depth=4, seed=9)
+    x, y = random_data(4, 9, seed=10)
+    b, moved = nets.kink_search(p, x, y)
+    torch.testing.assert_close(b, _brute_force_search(p, x, y), rtol=0, atol=1e-14)
+    assert moved.sum() > 4
+
+
+def test_training_with_searches_resets_the_momentum_of_moved_biases_only():
+    p = random_params(runs=4, depth=5, seed=11)
+    x, y = random_data(4, 12, seed=12)
+    stats = {}
+    out, _, _ = nets.train_nesterov(
+        p.clone(),
+        x,
+        y,
+        lr=0.01,
+        momentum=0.9,
+        iterations=40,
+        search_every=20,
+        search_runs=[1, 3],
+        stats=stats,
+    )
+    plain, _, _ = nets.train_nesterov(p.clone(), x, y, lr=0.01, momentum=0.9, iterations=40)
+    assert stats["searches"] == 2 and (stats["kink_moves"][[0, 2]] == 0).all() and stats["kink_moves"][1] > 0
+    # runs without searches train as without any; searched runs end lower (a search after the last step)
+    torch.testing.assert_close(out.select([0, 2]).flat, plain.select([0, 2]).flat, rtol=0, atol=0)
+    assert (nets.mse(out, x, y)[[1, 3]] < nets.mse(plain, x, y)[[1, 3]]).all()
+    # by hand: 20 steps, a search with the moved biases' momentum set to zero, 20 steps, a search
+    sub = p.select([1, 3])
+    step1, _, _ = nets.train_nesterov(sub.clone(), x[[1, 3]], y[[1, 3]], lr=0.01, momentum=0.9, iterations=20)
+    b, moved = nets.kink_search(step1, x[[1, 3]], y[[1, 3]])
+    assert moved.any()
+    vel = nets.PairParams.empty(sub.depth, sub.runs)  # replay with the momentum kept explicitly
+    q, g = sub.clone(), sub.like()
+    for step in range(40):
+        if step == 20:
+            b, moved = nets.kink_search(q, x[[1, 3]], y[[1, 3]])
+            q.b.copy_(b)
+            vel.b.masked_fill_(moved, 0.0)
+        nets.gradients(q, x[[1, 3]], y[[1, 3]], g)
+        vel.flat.mul_(0.9).add_(g.flat)
+        q.flat.add_(g.flat.add_(vel.flat, alpha=0.9), alpha=-0.01)
+        q.project()
+    q.b.copy_(nets.kink_search(q, x[[1, 3]], y[[1, 3]])[0])
+    torch.testing.assert_close(out.select([1, 3]).flat, q.flat, rtol=0, atol=1e-14)
+
+
+def test_test_error_against_the_true_target_on_the_grid(cfg):
+    runs = study.plan(cfg, depth=4)
+    runs = runs[runs["noise_std"] > 0].iloc[:3]
+    p = study.initial_params(cfg, runs).numpy()
+    grid = np.linspace(cfg["data"]["low"], cfg["data"]["high"], cfg["grid_points"])
+    direct = [
+        np.mean((nets.pair_values({k: (v[:, [r]] if v.ndim == 3 else v[[r]]) for k, v in p.items()}, grid)[0]
+                 - study.target_values(cfg, t, grid)) ** 2)
+        for r, t in enumerate(runs["target"])
+    ]  # fmt: skip
+    np.testing.assert_allclose(study.test_error(cfg, runs, p), direct, rtol=1e-13)
+    data = [
+        study.training_points(cfg, t, s, n)
+        for t, s, n in zip(runs["target"], runs["seed"], runs["noise_std"], strict=True)
+    ]
+    xs, ys = (np.stack([d[k] for d in data]) for k in (0, 1))
+    m = study.measure(cfg, runs, p, p, xs, ys)
+    np.testing.assert_allclose(m["test_mse"], direct, rtol=1e-13)
+    assert not np.allclose(m["test_mse"], m["final_mse"])  # noisy labels: test != training error
+
+
+def test_noise_free_data_and_the_comparison_leave_the_main_grid_as_it_was(cfg):
+    for target in cfg["targets"]:
+        x, y = study.training_points(cfg, target, 1, 0.0)
+        assert np.array_equal(y, study.target_values(cfg, target, x))
+        x1, y1 = study.training_points(cfg, target, 1, 0.1)
+        assert np.array_equal(x1, x) and np.allclose(np.std(y1 - y), 0.1, rtol=0.5)
+    off = copy.deepcopy(cfg)
+    off["updates"]["enabled"] = False
+    without, with_ = study.run_shard(off, depth=4), study.run_shard(cfg, depth=4)
+    assert not without["runs"]["comparison"].any() and without["progress"].empty
+    main = with_["runs"]["main_grid"]
+    assert with_["runs"]["run_id"][main].tolist() == without["runs"]["run_id"].tolist()
+    cols = [c for c in without["runs"].columns if c not in ("comparison",)]
+    pd.testing.assert_frame_equal(with_["runs"][main][cols], without["runs"][cols], check_exact=True)
+    snaps = with_["snapshots"][with_["snapshots"]["run_id"].isin(without["runs"]["run_id"])]
+    pd.testing.assert_frame_equal(snaps.reset_index(drop=True), without["snapshots"], check_exact=True)
+    # the comparison: both methods and noise levels for every seed, ids of the new runs
+    comp = with_["runs"][with_["runs"]["comparison"]]
+    up = cfg["updates"]
+    assert (
+        len(comp)
+        == len(up["targets"])
+        * len(up["intervals"])
+        * len(up["momenta"])
+        * len(up["noise_stds"])
+        * 2
+        * cfg["seeds"]
+    )
+    assert comp["run_id"].str.endswith("-kink_search").sum() == len(comp) // 2
+    assert (comp.loc[comp["method"].eq("kink_search"), "kink_moves"] > 0).all()
+    assert (comp.loc[comp["method"].eq("gradient"), "searches"] == 0).all()
+
+
+def test_equal_time_takes_the_last_step_within_the_gradient_runs_time(cfg):
+    tables = study.run_shard(cfg, depth=4)
+    runs, prog = tables["runs"], tables["progress"]
+    timing = tables["timing"].assign(
+        seconds_per_run_step=1.0, seconds_per_run_search=10.0
+    )  # search = 10 steps
+    eq = study.equal_time(runs[runs["comparison"]], prog, timing, 300).set_index("run_id")
+    is_search = runs.set_index("run_id").loc[eq.index, "method"].eq("kink_search")
+    assert (eq.loc[~is_search, "step"] == 300).all()
+    # a search every 50 steps costs 10: within 300 step-times, 250 steps and 5 searches (= 300)
+    steps = sorted(prog["step"].unique())
+    best = max(s for s in steps if s + 10 * (s // 50) <= 300)
+    assert (eq.loc[is_search, "step"] == best).all()
+    costs = study.run_costs(runs[runs["comparison"]], timing)
+    fit = costs["steps_to_fit"].notna() & costs["method"].eq("kink_search")
+    expect = costs.loc[fit, "steps_to_fit"] + 10 * np.floor(costs.loc[fit, "steps_to_fit"] / 50)
+    np.testing.assert_allclose(costs.loc[fit, "seconds_to_fit"], expect)
 
 
 def test_same_seed_shares_draws_across_intervals(cfg):
@@ -272,13 +456,18 @@ def test_smoke_run_writes_the_bias1d_tables_and_figures(smoke_run, smoke_config)
     out = work / "results" / "bias1d"
     runs = pd.read_parquet(out / "runs.parquet")
     b = smoke_config["bias1d"]
-    per_depth = len(b["targets"]) * len(b["intervals"]) * len(b["optimizer"]["momenta"]) * b["seeds"]
-    assert len(runs) == per_depth * len(b["depths"]) and runs["run_id"].is_unique
+    main = len(b["targets"]) * len(b["intervals"]) * len(b["optimizer"]["momenta"]) * b["seeds"]
+    assert runs["main_grid"].sum() == main * len(b["depths"]) and runs["run_id"].is_unique
+    assert set(runs["method"]) == {"gradient", "kink_search"} and set(runs["noise_std"]) == {0.0, 0.1}
     assert set(pd.read_parquet(out / "estimates.parquet")["run_id"]) == set(runs["run_id"])
-    assert ((runs["lipschitz"] > 0) & (runs["target_lipschitz"] > 0)).all()
+    assert ((runs["lipschitz"] > 0) & (runs["target_lipschitz"] > 0) & (runs["test_mse"] > 0)).all()
     assert (pd.read_csv(out / "summary.csv")["runs"] == b["seeds"]).all()
     cells = pd.read_parquet(out / "robustness.parquet")
     assert (cells["runs"] == b["seeds"]).all() and cells["fail_fraction"].between(0, 1).all()
-    for fig in ("fit", "drift", "lipschitz", "budget"):
+    updates = pd.read_csv(out / "updates.csv")
+    assert len(updates) == 16 and (updates["runs"] == b["seeds"]).all()
+    assert len(pd.read_parquet(out / "timing.parquet")) == len(b["depths"])
+    figures = ("fit", "drift", "lipschitz", "budget", "updates_loss", "updates_generalisation", "updates_fit")
+    for fig in figures:
         assert (out / "figures" / f"{fig}.png").stat().st_size > 10_000
         assert (work / "workflow" / "report" / f"bias1d_{fig}.rst").is_file()

@@ -269,6 +269,96 @@ def test_claim6(th):
     assert got["d"] == NOT_SUPPORTED
 
 
+def updates_tables(
+    speedup=10.0, raise_lip=1.5, raise_test=1.5, spread=0.2, noises=(0.0, 0.1), seeds=10, split=False
+):
+    """The comparison of bias updates at claim 9's primary setting: per seed and noise level a
+    gradient-only run and a kink-search run whose training MSE is `speedup` times lower and
+    whose Lipschitz constant and test error are `raise_*` times higher on noisy data (times a
+    random factor of relative spread `spread`; with `split`, a factor 2 for half the seeds and
+    1/2 for the others). A search costs 20 gradient steps every 100."""
+    rng = np.random.default_rng(2)
+    runs, snaps, progress = [], [], []
+    steps = [0, 5000, 10000, 15000, 20000]
+    for seed in range(seeds):
+        for noise in noises:
+            jitter = np.full(3, 2.0 if seed % 2 else 0.5) if split else rng.uniform(1 - spread, 1 + spread, 3)
+            for method in ("gradient", "kink_search"):
+                search = method == "kink_search"
+                rid = f"{seed}-{noise}-{method}"
+                mse = 1e-3 / (speedup * jitter[0] if search else 1.0)
+                lip = 2.0 * (raise_lip * jitter[1] if search and noise > 0 else 1.0)
+                test = 1e-3 * (raise_test * jitter[2] if search and noise > 0 else 1.0)
+                runs.append(
+                    dict(run_id=rid, seed=seed, target="piecewise", depth=10, interval="narrow25",
+                         half_width=0.25, momentum=0.99, noise_std=noise, method=method, main_grid=False,
+                         comparison=True, iterations=20000, searches=200 if search else 0,
+                         steps_to_fit=2000.0 if search else np.nan)
+                )  # fmt: skip
+                snaps.append(
+                    dict(
+                        run_id=rid, iteration=20000, status="ok", final_mse=mse, lipschitz=lip, test_mse=test
+                    )
+                )
+                for step in steps:
+                    progress.append(
+                        dict(run_id=rid, step=step, searches=step // 100 if search else 0,
+                             mse=mse * 20000 / max(step, 1), test_mse=test, lipschitz=lip,
+                             lipschitz_ratio=lip / 2)
+                    )  # fmt: skip
+    timing = pd.DataFrame(
+        [dict(depth=10, seconds_per_run_step=1e-5, seconds_per_run_search=2e-4, search_every=100,
+              search_cost_steps=20.0)]
+    )  # fmt: skip
+    return {
+        "bias1d": pd.DataFrame(runs),
+        "bias1d_snapshots": pd.DataFrame(snaps),
+        "bias1d_progress": pd.DataFrame(progress),
+        "bias1d_timing": timing,
+    }
+
+
+def test_claim9(th):
+    assert verdicts(evaluate(9, updates_tables(), th)) == {
+        "a": SUPPORTED,
+        "b": SUPPORTED,
+        "c": SUPPORTED,
+        "d": SUPPORTED,
+    }
+    got = verdicts(evaluate(9, updates_tables(speedup=0.5, raise_lip=0.7, raise_test=0.7), th))
+    assert got == {"a": NOT_SUPPORTED, "b": NOT_SUPPORTED, "c": NOT_SUPPORTED, "d": NOT_SUPPORTED}
+    # effects at the thresholds, half the seeds far above and half far below: the intervals straddle them
+    got = verdicts(evaluate(9, updates_tables(speedup=1.1, raise_lip=1.1, raise_test=1.1, split=True), th))
+    assert got == {"a": INCONCLUSIVE, "b": INCONCLUSIVE, "c": INCONCLUSIVE, "d": INCONCLUSIVE}
+    # at equal wall time the search runs are taken at step 15000 (20000 step-times: 15000 steps
+    # and 150 searches of 20), where their MSE is 4/3 of their final one
+    parts = {p.part: p for p in evaluate(9, updates_tables(speedup=2.0, spread=0.0), th)}
+    assert parts["a"].estimate == pytest.approx(0.5) and parts["b"].estimate == pytest.approx(0.5 * 4 / 3)
+    assert "one search costs 20 gradient steps" in parts["b"].evidence
+    # without noisy labels the Lipschitz and test-error parts are not run
+    got = verdicts(evaluate(9, updates_tables(noises=(0.0,)), th))
+    assert got == {"a": SUPPORTED, "b": SUPPORTED, "c": NOT_RUN, "d": NOT_RUN}
+    # the claim's robustness grid: the comparison's cells at every measured budget
+    assert claim(9).grid(updates_tables(), th) == [
+        {"target": "piecewise", "depth": 10, "interval": "narrow25", "momentum": 0.99, "iterations": 20000}
+    ]
+
+
+def test_claims_5_and_6_read_only_the_main_grid(th):
+    tables = bias1d_tables()
+    extra = updates_tables(seeds=3)
+    both = {
+        "bias1d": pd.concat([tables["bias1d"].assign(main_grid=True, comparison=False), extra["bias1d"]]),
+        "bias1d_snapshots": pd.concat([tables["bias1d_snapshots"], extra["bias1d_snapshots"]]),
+    }
+    for claim_id in (5, 6):
+        alone = evaluate(claim_id, tables, th)
+        mixed = evaluate(claim_id, both, th)
+        assert [(p.estimate, p.ci_low, p.ci_high) for p in alone] == [
+            (p.estimate, p.ci_low, p.ci_high) for p in mixed
+        ]
+
+
 def mnist_table(pair_gap=0.3, baseline_gap=3.0, seeds=(0, 1, 2)):
     rows = []
     for variant, gap in (("pair", pair_gap), ("plain_mlp", baseline_gap)):

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from pipeline.bias1d.study import METHODS, main_grid
 from pipeline.plotting import panel_size, registry
 
 FIGURES, figure = registry()
@@ -20,6 +21,8 @@ FIGURES, figure = registry()
 def fit(tables: dict[str, pd.DataFrame], settings: dict):
     """Data points, the target and the estimate of every init interval, one panel per target."""
     runs, estimates, points, truth = (tables[k] for k in ("runs", "estimates", "points", "truth"))
+    runs = main_grid(runs)
+    points = points[points["noise_std"].eq(runs["noise_std"].iloc[0])] if "noise_std" in points else points
     depth = settings["depth"] if settings["depth"] is not None else int(runs["depth"].min())
     seed = settings["seed"]
     targets = list(dict.fromkeys(runs["target"]))
@@ -51,7 +54,7 @@ def fit(tables: dict[str, pd.DataFrame], settings: dict):
 @figure("drift")
 def drift(tables: dict[str, pd.DataFrame], settings: dict):
     """How far the kinks moved, in data spacings, per init interval, depth and target (end of training)."""
-    runs = tables["runs"]
+    runs = main_grid(tables["runs"])
     ok = runs[runs["status"] == "ok"].assign(depth=lambda d: d["depth"].astype(str))
     targets = list(dict.fromkeys(runs["target"]))
     fig, axes = plt.subplots(
@@ -85,7 +88,7 @@ def drift(tables: dict[str, pd.DataFrame], settings: dict):
 @figure("lipschitz")
 def lipschitz(tables: dict[str, pd.DataFrame], settings: dict):
     """Estimate's Lipschitz constant over the target's, and final training MSE, per interval."""
-    runs = tables["runs"]
+    runs = main_grid(tables["runs"])
     ok = runs[(runs["status"] == "ok") & np.isclose(runs["momentum"], settings["momentum"])].copy()
     ok["depth"] = ok["depth"].astype(str)
     fig, axes = plt.subplots(1, 2, figsize=panel_size(settings, 2))
@@ -143,4 +146,147 @@ def budget(tables: dict[str, pd.DataFrame], settings: dict):
             ax.set_ylabel("share of runs missing a point")
             if (i, j) != (0, 0) and ax.get_legend():
                 ax.get_legend().remove()
+    return fig
+
+
+# ------------------------------------------------------------------ comparison of bias updates ---
+
+
+def _comparison(runs: pd.DataFrame, settings: dict, interval: bool = True) -> pd.DataFrame:
+    """The comparison's runs drawn: the first depth, the figure momentum (else the first), and
+    the figure's init interval (`updates_interval`) when `interval`."""
+    comp = runs[runs["comparison"]]
+    comp = comp[comp["depth"].eq(comp["depth"].min())]
+    momenta = sorted(comp["momentum"].unique())
+    near = [m for m in momenta if np.isclose(m, settings["momentum"])]
+    comp = comp[np.isclose(comp["momentum"], near[0] if near else momenta[0])]
+    return comp[comp["interval"].eq(settings["updates_interval"])] if interval else comp
+
+
+def _colors() -> dict:
+    return dict(zip(METHODS, sns.color_palette(n_colors=3)[1:], strict=True))
+
+
+@figure("updates_loss")
+def updates_loss(tables: dict[str, pd.DataFrame], settings: dict):
+    """Training MSE vs gradient steps with and without kink searches: median over seeds and
+    the band of the middle half, one panel per target (columns) and noise level (rows)."""
+    comp = _comparison(tables["runs"], settings)
+    prog = tables["progress"].merge(comp[["run_id", "target", "noise_std", "method", "seed"]], on="run_id")
+    prog = prog[prog["step"] > 0]
+    targets = list(dict.fromkeys(comp["target"]))
+    noises = sorted(comp["noise_std"].unique())
+    fig, axes = plt.subplots(
+        len(noises),
+        len(targets),
+        figsize=panel_size(settings, len(targets), len(noises)),
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+    )
+    for i, noise in enumerate(noises):
+        for j, target in enumerate(targets):
+            ax = axes[i, j]
+            d = prog[prog["target"].eq(target) & prog["noise_std"].eq(noise)]
+            sns.lineplot(
+                data=d,
+                x="step",
+                y="mse",
+                hue="method",
+                hue_order=list(METHODS),
+                palette=_colors(),
+                estimator="median",
+                errorbar=("pi", 50),
+                ax=ax,
+            )
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{target}, noise std {noise:g}, {settings['updates_interval']}")
+            ax.set_xlabel("gradient steps")
+            ax.set_ylabel("training MSE")
+            if (i, j) != (0, 0) and ax.get_legend():
+                ax.get_legend().remove()
+    return fig
+
+
+@figure("updates_generalisation")
+def updates_generalisation(tables: dict[str, pd.DataFrame], settings: dict):
+    """Test error against the true target vs the Lipschitz ratio at the end of training, one
+    point per run; colour: method, marker: noise level; one panel per target and interval."""
+    comp = _comparison(tables["runs"], settings, interval=False)
+    comp = comp[comp["status"].eq("ok")].assign(noise=lambda d: d["noise_std"].map("noise {:g}".format))
+    targets = list(dict.fromkeys(comp["target"]))
+    intervals = list(dict.fromkeys(comp["interval"]))
+    fig, axes = plt.subplots(
+        len(intervals),
+        len(targets),
+        figsize=panel_size(settings, len(targets), len(intervals)),
+        squeeze=False,
+        layout="constrained",
+    )
+    for i, interval in enumerate(intervals):
+        for j, target in enumerate(targets):
+            ax = axes[i, j]
+            d = comp[comp["target"].eq(target) & comp["interval"].eq(interval)]
+            sns.scatterplot(
+                data=d,
+                x="lipschitz_ratio",
+                y="test_mse",
+                hue="method",
+                hue_order=list(METHODS),
+                palette=_colors(),
+                style="noise",
+                ax=ax,
+            )
+            ax.axvline(1.0, color="0.3", lw=1, ls="--")
+            ax.set_yscale("log")
+            ax.set_title(f"{target}, {interval}, depth {int(comp['depth'].min())}")
+            ax.set_xlabel("Lipschitz(estimate) / Lipschitz(target)")
+            ax.set_ylabel("test MSE against the true target")
+            if (i, j) != (0, 0) and ax.get_legend():
+                ax.get_legend().remove()
+    return fig
+
+
+@figure("updates_fit")
+def updates_fit(tables: dict[str, pd.DataFrame], settings: dict):
+    """One example estimate per method over the data: the figure seed's training points, the
+    target and the final estimates with and without kink searches, one panel per target
+    (rows) and noise level (columns)."""
+    runs, estimates, points, truth = (tables[k] for k in ("runs", "estimates", "points", "truth"))
+    comp = _comparison(runs, settings)
+    comp = comp[comp["seed"].eq(settings["seed"])]
+    targets = list(dict.fromkeys(comp["target"]))
+    noises = sorted(comp["noise_std"].unique())
+    colors = _colors()
+    fig, axes = plt.subplots(
+        len(targets),
+        len(noises),
+        figsize=panel_size(settings, len(noises), len(targets)),
+        squeeze=False,
+        layout="constrained",
+    )
+    for i, target in enumerate(targets):
+        t = truth[truth["target"].eq(target)].drop_duplicates("x")
+        for j, noise in enumerate(noises):
+            ax = axes[i, j]
+            ax.plot(t["x"], t["y"], color="0.3", lw=1.0, ls="--", label="target")
+            pts = points[
+                points["target"].eq(target)
+                & points["seed"].eq(settings["seed"])
+                & points["noise_std"].eq(noise)
+            ].drop_duplicates("x")
+            ax.scatter(pts["x"], pts["y"], s=12, color="black", zorder=3, label="data")
+            sel = comp[comp["target"].eq(target) & comp["noise_std"].eq(noise)]
+            for row in sel.itertuples():
+                est = estimates[estimates["run_id"] == row.run_id]
+                label = f"{row.method}: Lip. ratio {row.lipschitz_ratio:.2f}, test MSE {row.test_mse:.1e}"
+                ax.plot(est["x"], est["yhat"], color=colors[row.method], lw=1.6, label=label)
+            ax.set_title(
+                f"{target}, noise std {noise:g}, {settings['updates_interval']}, "
+                f"depth {int(comp['depth'].min())}, seed {settings['seed']}"
+            )
+            ax.set_xlabel("x")
+            ax.set_ylabel("y")
+            ax.legend(fontsize="x-small")
     return fig

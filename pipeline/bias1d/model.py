@@ -15,10 +15,17 @@ layer-major so that each layer's parameters are one contiguous `[runs, 2]` block
 
 Gradients are written by hand (checked against autograd in float64 by the tests) into a
 flat buffer of the same layout, so one full-batch Nesterov step is a handful of vector ops.
+
+Non-gradient bias update (docs/science.md section 6.2): `kink_search` moves each layer's kink,
+one layer at a time through g and then h (coordinate descent), to the data gap where the
+training loss is lowest, every candidate of a layer of every run evaluated exactly in one
+batched forward pass; `train_nesterov` interleaves it with the gradient steps of some runs.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,6 +200,75 @@ def autograd_gradients(p: PairParams, x: torch.Tensor, y: torch.Tensor) -> PairP
     return PairParams.from_tensors(*(t.grad for t in leaves))
 
 
+# ---------------------------------------------------------------- non-gradient bias update ------------
+
+
+def kink_candidates(u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Candidate biases of one layer: `[R, N + 2]` from its inputs `u` (`[R, N]`) and biases `b` (`[R]`).
+
+    Column 0 is the current bias; then half a gap below the smallest input (the layer active
+    on every point), the midpoints between consecutive sorted inputs, and half a gap above the
+    largest (inactive on every point): one candidate per way of splitting the points into
+    those left and right of the kink.
+    """
+    us = u.sort(-1).values
+    gaps = us[:, 1:] - us[:, :-1]
+    return torch.cat(
+        [
+            b[:, None],
+            us[:, :1] - gaps[:, :1] / 2,
+            us[:, :-1] + gaps / 2,
+            us[:, -1:] + gaps[:, -1:] / 2,
+        ],
+        -1,
+    )
+
+
+def kink_search(p: PairParams, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One round of exact coordinate descent over the biases of every run; `p` is not changed.
+
+    Layer by layer through g (i = 1..L), then through h, with every other parameter fixed
+    (the biases already visited at their new values): the layer's inputs `u_n = z_{i-1}(x_n)`
+    do not depend on `b_i`; each candidate of `kink_candidates` is evaluated by the exact
+    training loss (a forward pass of layers i..L of that network for every point, the other
+    network's output held fixed), all runs and candidates of a layer as one `[R, C, N]` tensor,
+    and the bias moves to the best one. The current bias is a candidate and wins ties, so the
+    loss never increases (in exact arithmetic). A non-finite loss counts as +inf.
+
+    Returns the new biases `[L, R, 2]` and a mask of the biases that moved (`[L, R, 2]`, bool).
+    """
+    if x.dim() == 1:
+        x = x.expand(p.runs, -1)
+    x = x.to(p.flat.dtype)
+    y = y.to(p.flat.dtype)
+    sign = _sign(p.flat.dtype)
+    b = p.b.clone()
+    moved = torch.zeros(b.shape, dtype=torch.bool)
+    _, z_out, _ = forward(p, x)  # [R, 2, N] outputs of g and h at the current parameters
+    z_out = z_out.clone()
+    for k in (0, 1):
+        other = sign[1 - k] * p.a[:, 1 - k, None] * z_out[:, 1 - k] + p.c[:, None]  # [R, N]
+        resid = (other - y)[:, None, :]  # [R, 1, N]
+        scale = (sign[k] * p.a[:, k])[:, None, None]
+        w = p.w[:, :, k]  # [L, R]
+        z = x
+        for i in range(p.depth):
+            cand = kink_candidates(z, b[i, :, k])  # [R, C]
+            u = z[:, None, :]  # the layer's inputs [R, 1, N], the same for every candidate
+            zc = torch.addcmul(u, w[i, :, None, None], torch.relu(u - cand[:, :, None]))
+            for j in range(i + 1, p.depth):
+                zc = torch.addcmul(zc, w[j, :, None, None], torch.relu(zc - b[j, :, k, None, None]))
+            err = torch.addcmul(resid, scale, zc)
+            loss = (err * err).mean(-1).nan_to_num_(nan=math.inf)  # [R, C]
+            best = loss.argmin(-1)  # the first of equal minima: the current bias on ties
+            new = cand.gather(-1, best[:, None])[:, 0]
+            moved[i, :, k] = best != 0
+            b[i, :, k] = torch.where(best != 0, new, b[i, :, k])
+            z = torch.addcmul(z, w[i, :, None], torch.relu(z - b[i, :, k, None]))
+        z_out[:, k] = z
+    return b, moved
+
+
 # ---------------------------------------------------------------- training ------------------------------
 
 
@@ -205,6 +281,10 @@ def train_nesterov(
     iterations: int,
     record_steps=(),
     snapshot_steps=(),
+    search_every: int = 0,
+    search_runs=None,
+    fit_mse: torch.Tensor | None = None,
+    stats: dict | None = None,
 ) -> tuple[PairParams, dict[int, np.ndarray], dict[int, dict[str, np.ndarray]]]:
     """Full-batch Nesterov accelerated gradient with projection, on every run at once.
 
@@ -214,9 +294,23 @@ def train_nesterov(
     run (`[R]`). Trains `p` in place and returns it with `{step: mse [R]}` for each step in
     `record_steps` (the MSE after that many updates) and `{step: parameters}` (as
     `PairParams.numpy()`) for each step in `snapshot_steps`.
+
+    Non-gradient bias updates: with `search_every = k > 0`, the runs of `search_runs` (indices)
+    get one round of `kink_search` after every k-th gradient step (after k, 2k, ... steps, also
+    after the last one), so the state after t steps has had floor(t / k) searches. The
+    momentum of every bias the search moves is set to zero; the others keep theirs.
+
+    `stats`, if given, is filled with: `steps_to_fit` (`[R]` float64, the first t at which the
+    MSE after t steps is at most `fit_mse` (`[R]`), +inf if never; only with `fit_mse`),
+    `kink_moves` (`[R]`, biases moved by searches), `searches` (rounds done), and the wall
+    seconds of the gradient steps (`grad_seconds`: the whole batch, projection and fit check
+    included) and of the searches (`search_seconds`: the search runs' sub-batch), measured
+    separately; recording and snapshots are in neither.
     """
     x = x.to(p.flat.dtype)
     y = y.to(p.flat.dtype)
+    if x.dim() == 1:
+        x = x.expand(p.runs, -1)
     grad = p.like()
     vel = p.like()
     if isinstance(momentum, torch.Tensor):  # one value per run, laid out like the parameters
@@ -231,12 +325,40 @@ def train_nesterov(
     record, snap = set(record_steps), set(snapshot_steps)
     curves: dict[int, np.ndarray] = {}
     snapshots: dict[int, dict[str, np.ndarray]] = {}
-    for step in range(iterations):
-        m_now = gradients(p, x, y, grad, work)
+    idx = torch.as_tensor(np.asarray([] if search_runs is None else search_runs), dtype=torch.long)
+    searching = search_every > 0 and len(idx) > 0
+    moves = torch.zeros(p.runs, dtype=torch.long)
+    first_fit = torch.full((p.runs,), math.inf, dtype=torch.float64)
+    clock = {"search": 0.0, "other": 0.0, "searches": 0}
+
+    def search():
+        t0 = time.perf_counter()
+        b, moved = kink_search(p.select(idx), x[idx], y[idx])
+        p.b[:, idx] = b
+        vel.b[:, idx] = vel.b[:, idx].masked_fill(moved, 0.0)
+        moves.index_add_(0, idx, moved.sum((0, 2)))
+        clock["search"] += time.perf_counter() - t0
+        clock["searches"] += 1
+
+    def check_fit(m_now, step):
+        if fit_mse is not None:
+            first_fit.masked_fill_((m_now <= fit_mse) & (first_fit > step), step)
+
+    def keep(step, m_now):
+        t0 = time.perf_counter()
         if step in record:
             curves[step] = m_now.numpy().copy()
         if step in snap:
             snapshots[step] = p.numpy()
+        clock["other"] += time.perf_counter() - t0
+
+    start = time.perf_counter()
+    for step in range(iterations):
+        if searching and step and step % search_every == 0:
+            search()
+        m_now = gradients(p, x, y, grad, work)
+        check_fit(m_now, step)
+        keep(step, m_now)
         if isinstance(momentum, torch.Tensor):
             vel.flat.mul_(momentum).add_(grad.flat)
             p.flat.sub_(grad.flat.addcmul_(vel.flat, momentum), alpha=lr)
@@ -244,10 +366,23 @@ def train_nesterov(
             vel.flat.mul_(momentum).add_(grad.flat)
             p.flat.add_(grad.flat.add_(vel.flat, alpha=momentum), alpha=-lr)  # same rounding as SGD's
         p.project()
+    if searching and iterations and iterations % search_every == 0:
+        search()
+    elapsed = time.perf_counter() - start
+    m_end = mse(p, x, y)
+    check_fit(m_end, iterations)
     if iterations in record:
-        curves[iterations] = mse(p, x, y).numpy().copy()
+        curves[iterations] = m_end.numpy().copy()
     if iterations in snap:
         snapshots[iterations] = p.numpy()
+    if stats is not None:
+        stats.update(
+            steps_to_fit=first_fit.numpy().copy(),
+            kink_moves=moves.numpy().copy(),
+            searches=clock["searches"],
+            search_seconds=clock["search"],
+            grad_seconds=elapsed - clock["search"] - clock["other"],
+        )
     return p, curves, snapshots
 
 

@@ -1,11 +1,17 @@
 """The 1-D bias study (docs/science.md section 4): config slice -> trained pairs -> tables.
 
-One shard = one depth: every target x bias-init interval x momentum x seed trained at once,
-as one batch. Run `"{target}-L{depth}-{interval}-m{momentum}-s{seed}"` uses seed value
+One shard = one depth: every run of the depth trained at once, as one batch. The main grid
+(claims 5-6) is every target x bias-init interval x momentum x seed, gradient-only, at the
+label-noise level `data.noise_std`; the comparison of bias updates (`updates`, claim 9) adds
+the runs of its sub-grid (its targets x intervals x momenta x `noise_stds` x methods
+`gradient` / `kink_search` x seeds) at its depths, those already in the main grid once.
+Run `"{target}-L{depth}-{interval}-m{momentum}-s{seed}"`, followed by `-n{noise_std}` when
+the labels are noisy and by `-kink_search` for the non-gradient update, uses seed value
 `seed_offset + k` (k = 0..seeds-1). The initial weights and the uniform draws behind the
 biases depend on (depth, seed) only, so the runs of one seed differ across intervals only by
-where the same draws land (b = low + (high - low) u) and across momenta not at all at the
-start; the training points depend on (target, seed) only.
+where the same draws land (b = low + (high - low) u), and across momenta, noise levels and
+methods not at all at the start; the training inputs and the standard normal draws behind
+the label noise depend on (target, seed) only (noise = noise_std times the same draws).
 
 Every run is measured at its end (table `runs`) and at each iteration of `snapshots` (table
 `snapshots`, one row per run and iteration): the iteration budget is a setting of the
@@ -13,7 +19,11 @@ claims' robustness grid without extra runs. What is measured (`measure`): the fi
 Lipschitz constant, how far biases and kinks moved (in data spacings and in units of the
 data range), whether the biases kept their rank order, how much of the fit is lost when the
 biases (or the weights) are reset to their initial values, and, where the estimate misses
-training points, how close it stays to the least-squares line of the points it misses.
+training points, how close it stays to the least-squares line of the points it misses, and
+the test error against the true target on the dense grid. The comparison's runs are also
+measured at `trace_steps` (table `progress`), and the shard's wall time of gradient steps and
+of searches is measured separately (table `timing`): the equal-wall-time comparison
+(`equal_time`) is built from these two.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from pipeline.seeds import numpy_rng
 from pipeline.tables import log_steps
 
 TARGET_KINDS = ("piecewise", "sine")
+GRADIENT, SEARCH = "gradient", "kink_search"
+METHODS = (GRADIENT, SEARCH)
 
 
 # ---------------------------------------------------------------- targets and data -------------------
@@ -66,16 +78,24 @@ def target_lipschitz(cfg: dict, name: str) -> float:
     return abs(s["amplitude"]) * omega * peak
 
 
-def training_points(cfg: dict, target: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training inputs (sorted) and labels of one (target, seed)."""
+def training_points(cfg: dict, target: str, seed: int, noise_std: float | None = None):
+    """Training inputs (sorted) and labels of one (target, seed) at a label-noise level
+    (default `data.noise_std`): `y = target(x) + noise_std z`, the same `z ~ N(0, 1)` at every
+    level, so noise_std 0 gives the exact samples."""
     d = cfg["data"]
+    noise_std = d["noise_std"] if noise_std is None else noise_std
     rng = numpy_rng("bias1d", "data", target, seed)
     if d["spacing"] == "even":
         x = np.linspace(d["low"], d["high"], d["points"])
     else:
         x = np.sort(rng.uniform(d["low"], d["high"], d["points"]))
-    y = target_values(cfg, target, x) + d["noise_std"] * rng.standard_normal(d["points"])
+    y = target_values(cfg, target, x) + noise_std * rng.standard_normal(d["points"])
     return x, y
+
+
+def dense_grid(cfg: dict) -> np.ndarray:
+    """The dense grid on the data interval where estimates and the test error are taken."""
+    return np.linspace(cfg["data"]["low"], cfg["data"]["high"], cfg["grid_points"])
 
 
 # ---------------------------------------------------------------- runs and init ----------------------
@@ -85,28 +105,63 @@ def seeds(cfg: dict) -> list[int]:
     return [cfg["seed_offset"] + k for k in range(cfg["seeds"])]
 
 
+def run_id(target, depth, interval, momentum, seed, noise_std=0.0, method=GRADIENT) -> str:
+    """`{target}-L{depth}-{interval}-m{momentum}-s{seed}`, then `-n{noise_std}` for noisy labels
+    and `-{method}` for a non-gradient update (so the gradient-only noise-free runs keep the
+    ids they had before noise and methods existed)."""
+    rid = f"{target}-L{depth}-{interval}-m{momentum:g}-s{seed}"
+    if noise_std:
+        rid += f"-n{noise_std:g}"
+    return rid if method == GRADIENT else f"{rid}-{method}"
+
+
 def plan(cfg: dict, depth: int, targets=None) -> pd.DataFrame:
-    """One row per run of the shard of `depth` (all targets unless given): inputs only."""
-    rows = []
-    grid = itertools.product(
-        targets or cfg["targets"], cfg["intervals"], cfg["optimizer"]["momenta"], seeds(cfg)
-    )
+    """One row per run of the shard of `depth` (all targets unless given): inputs only.
+
+    First the main grid (`main_grid`, claims 5-6) in its order, then the comparison runs of
+    `updates` (`comparison`) that the main grid does not already hold.
+    """
+    targets = list(targets or cfg["targets"])
+    rows: dict[str, dict] = {}
+
+    def add(target, iv, momentum, seed, noise_std, method, main):
+        rid = run_id(target, depth, iv["name"], momentum, seed, noise_std, method)
+        if rid in rows:
+            rows[rid]["comparison"] = True
+            return
+        rows[rid] = {
+            "run_id": rid,
+            "seed": seed,
+            "target": target,
+            "depth": depth,
+            "interval": iv["name"],
+            "init_low": float(iv["low"]),
+            "init_high": float(iv["high"]),
+            "half_width": (float(iv["high"]) - float(iv["low"])) / 2,
+            "momentum": float(momentum),
+            "lr": float(cfg["optimizer"]["lr"]),
+            "noise_std": float(noise_std),
+            "method": method,
+            "main_grid": main,
+            "comparison": not main,
+        }
+
+    grid = itertools.product(targets, cfg["intervals"], cfg["optimizer"]["momenta"], seeds(cfg))
     for target, iv, momentum, seed in grid:
-        rows.append(
-            {
-                "run_id": f"{target}-L{depth}-{iv['name']}-m{momentum:g}-s{seed}",
-                "seed": seed,
-                "target": target,
-                "depth": depth,
-                "interval": iv["name"],
-                "init_low": float(iv["low"]),
-                "init_high": float(iv["high"]),
-                "half_width": (float(iv["high"]) - float(iv["low"])) / 2,
-                "momentum": float(momentum),
-                "lr": float(cfg["optimizer"]["lr"]),
-            }
+        add(target, iv, momentum, seed, cfg["data"]["noise_std"], GRADIENT, True)
+    up = cfg["updates"]
+    if up["enabled"] and depth in up["depths"]:
+        grid = itertools.product(
+            [t for t in up["targets"] if t in targets],
+            [iv for iv in cfg["intervals"] if iv["name"] in up["intervals"]],
+            up["momenta"],
+            up["noise_stds"],
+            METHODS,
+            seeds(cfg),
         )
-    return pd.DataFrame(rows)
+        for target, iv, momentum, noise_std, method, seed in grid:
+            add(target, iv, momentum, seed, noise_std, method, False)
+    return pd.DataFrame(list(rows.values()))
 
 
 def initial_params(cfg: dict, runs: pd.DataFrame) -> nets.PairParams:
@@ -134,11 +189,29 @@ def snapshot_steps(cfg: dict) -> list[int]:
     return sorted({s for s in cfg["snapshots"] if s <= its} | {its})
 
 
-def train(cfg: dict, runs: pd.DataFrame, xs: np.ndarray, ys: np.ndarray):
-    """Train the runs (rows of `runs`, inputs `xs`/labels `ys` `[R, N]`).
+def trace_steps(cfg: dict) -> list[int]:
+    """The iterations at which the comparison's runs are measured (table `progress`): the
+    curves' log-spaced steps, `updates.trace_points` evenly spaced ones and the snapshots."""
+    its = cfg["optimizer"]["iterations"]
+    even = np.round(np.linspace(0, its, cfg["updates"]["trace_points"] + 1)).astype(int)
+    curve = set(log_steps(its, cfg["curve_points"]).tolist())
+    return sorted(curve | set(even.tolist()) | set(snapshot_steps(cfg)))
+
+
+def searches_done(cfg: dict, runs: pd.DataFrame, steps) -> np.ndarray:
+    """`[R, S]` kink searches each run has had after each number of gradient steps."""
+    k = cfg["updates"]["every"]
+    steps = np.asarray(steps, dtype=np.int64)
+    return np.where(runs["method"].eq(SEARCH).to_numpy()[:, None], steps[None, :] // k, 0)
+
+
+def train(cfg: dict, runs: pd.DataFrame, xs: np.ndarray, ys: np.ndarray, steps=()):
+    """Train the runs (rows of `runs`, inputs `xs`/labels `ys` `[R, N]`); the `kink_search` runs
+    get a kink search every `updates.every` gradient steps.
 
     Returns the initial parameters, {iteration: parameters} at every snapshot (the last is
-    the end) and the MSE curves.
+    the end) and at `steps`, the MSE curves, and the trainer's `stats` (steps to fit, kink
+    moves, searches, wall seconds of gradient steps and of searches).
     """
     opt = cfg["optimizer"]
     p = initial_params(cfg, runs)
@@ -146,34 +219,77 @@ def train(cfg: dict, runs: pd.DataFrame, xs: np.ndarray, ys: np.ndarray):
     x = torch.from_numpy(np.ascontiguousarray(xs))
     y = torch.from_numpy(np.ascontiguousarray(ys))
     momentum = torch.tensor(runs["momentum"].to_numpy())
-    steps = log_steps(opt["iterations"], cfg["curve_points"])
+    curve = log_steps(opt["iterations"], cfg["curve_points"])
+    stats: dict = {}
     _, curves, snaps = nets.train_nesterov(
-        p, x, y, opt["lr"], momentum, opt["iterations"], steps, snapshot_steps(cfg)
+        p,
+        x,
+        y,
+        opt["lr"],
+        momentum,
+        opt["iterations"],
+        curve,
+        sorted(set(snapshot_steps(cfg)) | set(steps)),
+        search_every=cfg["updates"]["every"],
+        search_runs=np.flatnonzero(runs["method"].eq(SEARCH).to_numpy()),
+        fit_mse=torch.from_numpy(fit_threshold(cfg, runs, xs, ys)),
+        stats=stats,
     )
-    return init, snaps, curves
+    return init, snaps, curves, stats
+
+
+def truth_mse(cfg: dict, runs: pd.DataFrame, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """`[R]` training MSE of the true target itself (the mean squared label noise)."""
+    truth = np.stack([target_values(cfg, t, x) for t, x in zip(runs["target"], xs, strict=True)])
+    return ((ys - truth) ** 2).mean(-1)
+
+
+def fit_threshold(cfg: dict, runs: pd.DataFrame, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """`[R]` the training MSE at which a run has fitted its data (`steps_to_fit`): that of the
+    true target plus `fit_tolerance` squared (an RMS error within the tolerance on exact data)."""
+    return truth_mse(cfg, runs, xs, ys) + cfg["fit_tolerance"] ** 2
 
 
 def run_shard(cfg: dict, depth: int, targets=None) -> dict[str, pd.DataFrame]:
     """Train every run of one depth (all targets unless given) as one batch and measure it.
 
     Returns the shard's tables: runs (at the end), snapshots, estimates, layers, curves,
-    points (training data per target and seed) and truth (each target on the dense grid).
+    points (training data per target, seed and noise level), truth (each target on the dense
+    grid), progress (the comparison's runs at `trace_steps`) and timing (one row: the wall
+    seconds of gradient steps and of searches).
     """
     targets = list(targets or cfg["targets"])
     runs = plan(cfg, depth, targets)
-    data = {(t, s): training_points(cfg, t, s) for t in targets for s in seeds(cfg)}
-    keys = list(zip(runs["target"], runs["seed"], strict=True))
+    keys = list(zip(runs["target"], runs["seed"], runs["noise_std"], strict=True))
+    data = {k: training_points(cfg, *k) for k in dict.fromkeys(keys)}
     xs = np.stack([data[k][0] for k in keys])
     ys = np.stack([data[k][1] for k in keys])
-    init, snaps, curves = train(cfg, runs, xs, ys)
-    last = max(snaps)
+    compare = runs["comparison"].to_numpy()
+    traced = trace_steps(cfg) if compare.any() else []
+    init, snaps, curves, stats = train(cfg, runs, xs, ys, traced)
+    measured = snapshot_steps(cfg)
+    last = measured[-1]
     final = snaps[last]
+    fit_mse = fit_threshold(cfg, runs, xs, ys)
+    extra = pd.DataFrame(
+        {
+            "truth_mse": fit_mse - cfg["fit_tolerance"] ** 2,
+            "fit_mse_threshold": fit_mse,
+            "steps_to_fit": np.where(np.isfinite(stats["steps_to_fit"]), stats["steps_to_fit"], np.nan),
+            "searches": searches_done(cfg, runs, [last])[:, 0],
+            "kink_moves": stats["kink_moves"],
+        },
+        index=runs.index,
+    )
     tables = {
-        "runs": runs.assign(iterations=last).join(measure(cfg, runs, init, final, xs, ys)),
+        "runs": runs.assign(iterations=last).join(measure(cfg, runs, init, final, xs, ys)).join(extra),
         "snapshots": pd.concat(
             [
-                runs[["run_id"]].assign(iteration=it).join(measure(cfg, runs, init, params, xs, ys))
-                for it, params in sorted(snaps.items())
+                runs[["run_id"]]
+                .assign(iteration=it)
+                .join(measure(cfg, runs, init, snaps[it], xs, ys))
+                .assign(searches=searches_done(cfg, runs, [it])[:, 0])
+                for it in measured
             ],
             ignore_index=True,
         ),
@@ -186,15 +302,17 @@ def run_shard(cfg: dict, depth: int, targets=None) -> dict[str, pd.DataFrame]:
             "mse": np.concatenate([curves[k] for k in sorted(curves)]),
         }
     )
+    traces = {t: _rows(snaps[t], compare) for t in traced}
+    tables["progress"] = progress(cfg, runs[compare], traces, xs[compare], ys[compare])
+    tables["timing"] = timing(cfg, runs, depth, stats)
     tables["points"] = pd.DataFrame(
         [
-            {"target": t, "seed": s, "x": xv, "y": yv}
-            for (t, s), (x, y) in data.items()
+            {"target": t, "seed": s, "noise_std": n, "x": xv, "y": yv}
+            for (t, s, n), (x, y) in data.items()
             for xv, yv in zip(x, y, strict=True)
         ]
     )
-    lo, hi = cfg["data"]["low"], cfg["data"]["high"]
-    grid = np.linspace(lo, hi, cfg["grid_points"])
+    grid = dense_grid(cfg)
     tables["truth"] = pd.concat(
         [pd.DataFrame({"target": t, "x": grid, "y": target_values(cfg, t, grid)}) for t in targets],
         ignore_index=True,
@@ -202,7 +320,90 @@ def run_shard(cfg: dict, depth: int, targets=None) -> dict[str, pd.DataFrame]:
     return tables
 
 
+def _rows(params: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The parameters of the runs where `keep` (`[R]` bool) holds."""
+    return {k: v[:, keep] if v.ndim == 3 else v[keep] for k, v in params.items()}
+
+
+PROGRESS_COLUMNS = ["run_id", "step", "searches", "mse", "test_mse", "lipschitz", "lipschitz_ratio"]
+
+
+def progress(cfg, runs, snaps, xs, ys) -> pd.DataFrame:
+    """One row per run of `runs` and step of `snaps` ({step: parameters of these runs}): the
+    training MSE, the test error against the true target and the exact Lipschitz constant."""
+    if not len(runs) or not snaps:
+        empty = {c: pd.Series(dtype="object" if c == "run_id" else "float64") for c in PROGRESS_COLUMNS}
+        return pd.DataFrame(empty)
+    lo, hi = cfg["data"]["low"], cfg["data"]["high"]
+    truth = _truth_on_grid(cfg, runs)
+    target_lip = np.array([target_lipschitz(cfg, t) for t in runs["target"]])
+    steps = sorted(snaps)
+    searches = searches_done(cfg, runs, steps)
+    parts = []
+    for s, step in enumerate(steps):
+        params = snaps[step]
+        ok = _finite_runs(params)
+        safe = _zeroed(params, ok)
+        with np.errstate(all="ignore"):
+            train = np.where(ok, ((nets.pair_values(safe, xs) - ys) ** 2).mean(-1), np.nan)
+            test = np.where(ok, ((nets.pair_values(safe, dense_grid(cfg)) - truth) ** 2).mean(-1), np.nan)
+            lip = np.where(ok, nets.exact_lipschitz(safe, lo, hi), np.nan)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "run_id": runs["run_id"].to_numpy(),
+                    "step": step,
+                    "searches": searches[:, s],
+                    "mse": train,
+                    "test_mse": test,
+                    "lipschitz": lip,
+                    "lipschitz_ratio": lip / target_lip,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def timing(cfg, runs: pd.DataFrame, depth: int, stats: dict) -> pd.DataFrame:
+    """One row: the shard's measured wall seconds of gradient steps and of kink searches, and
+    the per-run costs (a batch's seconds shared equally by the runs it holds)."""
+    its = cfg["optimizer"]["iterations"]
+    n_search = int(runs["method"].eq(SEARCH).sum())
+    step = stats["grad_seconds"] / (its * len(runs)) if its else np.nan
+    search = stats["search_seconds"] / (stats["searches"] * n_search) if stats["searches"] else np.nan
+    return pd.DataFrame(
+        [
+            {
+                "depth": depth,
+                "runs": len(runs),
+                "search_runs": n_search,
+                "iterations": its,
+                "search_every": cfg["updates"]["every"],
+                "searches": stats["searches"],
+                "grad_seconds": stats["grad_seconds"],
+                "search_seconds": stats["search_seconds"],
+                "seconds_per_run_step": step,
+                "seconds_per_run_search": search,
+                "search_cost_steps": search / step,
+            }
+        ]
+    )
+
+
 # ---------------------------------------------------------------- measurements ----------------------
+
+
+def _truth_on_grid(cfg: dict, runs: pd.DataFrame) -> np.ndarray:
+    """`[R, G]` each run's true target on the dense grid."""
+    grid = dense_grid(cfg)
+    values = {t: target_values(cfg, t, grid) for t in dict.fromkeys(runs["target"])}
+    return np.stack([values[t] for t in runs["target"]]) if len(runs) else np.zeros((0, len(grid)))
+
+
+def test_error(cfg: dict, runs: pd.DataFrame, params: dict[str, np.ndarray]) -> np.ndarray:
+    """`[R]` generalisation error: the mean over the dense grid of the data interval of
+    `(fhat(x) - target(x))^2`, against the true target (not the noisy labels)."""
+    return ((nets.pair_values(params, dense_grid(cfg)) - _truth_on_grid(cfg, runs)) ** 2).mean(-1)
 
 
 def _finite_runs(params: dict[str, np.ndarray]) -> np.ndarray:
@@ -279,6 +480,7 @@ def measure(cfg, runs, init, params, xs, ys) -> pd.DataFrame:
         reset_b = nets.pair_values({**safe, "b": init["b"]}, xs)
         reset_w = nets.pair_values({**safe, "w": init["w"]}, xs)
         lip = nets.exact_lipschitz(safe, lo, hi)
+        test = test_error(cfg, runs, safe)
         target_lip = np.array([target_lipschitz(cfg, t) for t in runs["target"]])
         width = (runs["init_high"] - runs["init_low"]).to_numpy()
         weight_to_bias = np.median(dw, -1) / (wh - wl) / (np.median(db, -1) / width)
@@ -294,6 +496,7 @@ def measure(cfg, runs, init, params, xs, ys) -> pd.DataFrame:
         "lipschitz": nan(lip),
         "target_lipschitz": target_lip,
         "lipschitz_ratio": nan(lip / target_lip),
+        "test_mse": nan(test),
         "data_spacing": spacing,
         "bias_drift_median": nan(np.median(db, -1)),
         "bias_drift_rel_median": nan(np.median(db, -1) / width),
@@ -324,11 +527,10 @@ def measure(cfg, runs, init, params, xs, ys) -> pd.DataFrame:
 
 def details(cfg, runs, init, final) -> dict[str, pd.DataFrame]:
     """The final estimate of every run on the dense grid, and its per-layer parameters."""
-    lo, hi = cfg["data"]["low"], cfg["data"]["high"]
     depth = int(runs["depth"].iloc[0])
     wl, wh = cfg["weight_init"]["low"], cfg["weight_init"]["high"]
     ok = _finite_runs(final)
-    grid = np.linspace(lo, hi, cfg["grid_points"])
+    grid = dense_grid(cfg)
     with np.errstate(all="ignore"):
         est = nets.pair_values(final, grid)
         kinks0 = nets.pair_breakpoints(init)
@@ -366,11 +568,17 @@ def details(cfg, runs, init, final) -> dict[str, pd.DataFrame]:
 CELL = ["target", "interval", "half_width", "depth", "momentum", "lr", "iterations"]
 
 
+def main_grid(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the main grid (claims 5-6); tables without the column hold only those."""
+    return runs[runs["main_grid"]] if "main_grid" in runs else runs
+
+
 def robustness(snapshots: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell of the robustness grid (target, interval, depth, momentum, iteration budget):
-    runs, diverged, fail_fraction (share of non-diverged runs missing some training point by
-    more than the fit tolerance) and lipschitz_ok_fraction (share of non-diverged runs whose
-    Lipschitz constant is at most the target's, up to 1e-6 relative)."""
+    """One row per cell of the robustness grid (target, interval, depth, momentum, iteration budget)
+    of the main grid's runs: runs, diverged, fail_fraction (share of non-diverged runs missing
+    some training point by more than the fit tolerance) and lipschitz_ok_fraction (share of
+    non-diverged runs whose Lipschitz constant is at most the target's, up to 1e-6 relative)."""
+    runs = main_grid(runs)
     inputs = runs[["run_id", *[c for c in CELL if c != "iterations"]]]
     df = snapshots.merge(inputs, on="run_id").rename(columns={"iteration": "iterations"})
     ok = df["status"].eq("ok")
@@ -389,23 +597,112 @@ def robustness(snapshots: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+# ---------------------------------------------------------------- comparison of bias updates -------
+
+COMPARISON = ["target", "depth", "interval", "momentum", "noise_std", "method"]
+
+
+def run_costs(runs: pd.DataFrame, timing: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with each run's time (seconds, per run: `timing`'s per-run costs of its depth):
+    `seconds` for its whole budget, `seconds_to_fit` up to `steps_to_fit` (NaN if never).
+
+    A run's time after t gradient steps and n searches is t s_step + n s_search, with s_step
+    (s_search) the shard's wall seconds of all gradient steps (searches) over the runs of the
+    batch that took them and the number of steps (searches)."""
+    cost = timing.drop_duplicates("depth").set_index("depth")
+    step_s = runs["depth"].map(cost["seconds_per_run_step"])
+    search_s = runs["depth"].map(cost["seconds_per_run_search"]).fillna(0.0)
+    every = runs["depth"].map(cost["search_every"])
+    is_search = runs["method"].eq(SEARCH)
+    fit_searches = np.where(is_search, np.floor(runs["steps_to_fit"] / every), 0.0)
+    return runs.assign(
+        seconds=runs["iterations"] * step_s + runs["searches"] * search_s,
+        seconds_to_fit=runs["steps_to_fit"] * step_s + fit_searches * search_s,
+    )
+
+
+def equal_time(runs: pd.DataFrame, progress: pd.DataFrame, timing: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """Each comparison run's row of `progress` at equal wall time: the last traced step whose
+    time (t s_step + n s_search, as in `run_costs`) is within the time the gradient-only runs
+    of its depth take for `budget` steps (budget s_step). A gradient-only run is taken at
+    `budget` itself; a run with searches earlier, as its searches take time too."""
+    cost = timing.drop_duplicates("depth").set_index("depth")
+    df = progress.merge(runs[["run_id", "depth"]], on="run_id")
+    step_s = df["depth"].map(cost["seconds_per_run_step"])
+    search_s = df["depth"].map(cost["seconds_per_run_search"]).fillna(0.0)
+    seconds = df["step"] * step_s + df["searches"] * search_s
+    df = df.assign(seconds=seconds)[(df["step"] <= budget) & (seconds <= budget * step_s * (1 + 1e-9))]
+    return df.sort_values(["run_id", "step"]).groupby("run_id", sort=False).tail(1).drop(columns="depth")
+
+
+def updates_summary(runs: pd.DataFrame, progress: pd.DataFrame, timing: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell of the comparison (target, depth, interval, momentum, noise level,
+    method), medians over its runs: at the end of the budget (equal gradient evaluations) and
+    at the wall time of the gradient-only runs' budget (`equal_time`), steps and seconds to fit
+    (runs that never fit count as +inf), and the measured costs."""
+    comp = runs[runs["comparison"]] if "comparison" in runs else runs.iloc[:0]
+    if comp.empty:
+        return pd.DataFrame(columns=[*COMPARISON, "runs"])
+    comp = run_costs(comp, timing)
+    budget = int(comp["iterations"].max())
+    eq = equal_time(comp, progress, timing, budget).set_index("run_id")
+    at_time = eq[["step", "mse", "test_mse", "lipschitz_ratio"]].add_suffix("_equal_time")
+    comp = comp.join(at_time, on="run_id")
+    ok = comp["status"].eq("ok")
+    comp = comp.assign(
+        diverged=~ok,
+        fitted=comp["steps_to_fit"].notna(),
+        steps_to_fit=comp["steps_to_fit"].fillna(np.inf),
+        seconds_to_fit=comp["seconds_to_fit"].fillna(np.inf),
+    )
+    g = comp.groupby(COMPARISON, sort=True)
+    out = g.size().rename("runs").to_frame()
+    out["diverged"] = g["diverged"].sum().astype(int)
+    out["fitted_share"] = g["fitted"].mean()
+    cols = [
+        "steps_to_fit",
+        "seconds_to_fit",
+        "final_mse",
+        "test_mse",
+        "lipschitz_ratio",
+        "step_equal_time",
+        "mse_equal_time",
+        "test_mse_equal_time",
+        "lipschitz_ratio_equal_time",
+        "kink_moves",
+        "seconds",
+    ]
+    out = out.join(g[cols].median().add_prefix("median_"))
+    cost = timing.drop_duplicates("depth").set_index("depth")
+    out = out.reset_index()
+    for col in ("seconds_per_run_step", "seconds_per_run_search", "search_cost_steps"):
+        out[col] = out["depth"].map(cost[col])
+    return out
+
+
 def summary(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """`summary`: medians per (target, depth, interval, momentum) at the end of training;
-    `robustness`: the claims' grid cells (see `robustness`)."""
+    """`summary`: medians per (target, depth, interval, momentum, noise level, method) at the end
+    of training; `robustness`: the claims' grid cells (see `robustness`); `updates`: the
+    comparison of bias updates (see `updates_summary`)."""
     runs = tables["runs"]
     cols = [
         "final_mse",
         "fitted_fraction",
         "lipschitz_ratio",
+        "test_mse",
         "bias_drift_spacings_median",
         "kink_drift_spacings_median",
         "bias_rank_corr",
         "reset_biases_loss",
         "weight_drift_rel_median",
     ]
-    g = runs.groupby(["target", "depth", "interval", "momentum"], sort=False)
+    g = runs.groupby(["target", "depth", "interval", "momentum", "noise_std", "method"], sort=False)
     out = g[cols].median().add_prefix("median_")
     out["runs"] = g.size()
     out["diverged"] = g["status"].apply(lambda s: int((s == "diverged").sum()))
     out["fail_fraction"] = g["fail"].mean()
-    return {"summary": out.reset_index(), "robustness": robustness(tables["snapshots"], runs)}
+    return {
+        "summary": out.reset_index(),
+        "robustness": robustness(tables["snapshots"], runs),
+        "updates": updates_summary(runs, tables["progress"], tables["timing"]),
+    }

@@ -1,6 +1,7 @@
-# 1-D bias study (docs/science.md sections 3-4; claims 5-6): convex-concave residual pairs
-# with scalar weights, trained with Nesterov's method from narrow and wide bias init
-# intervals. One shard per depth (all targets x intervals x seeds as one batch):
+# 1-D bias study (docs/science.md sections 3-4 and 6.2; claims 5, 6 and 9): convex-concave
+# residual pairs with scalar weights, trained with Nesterov's method from narrow and wide bias
+# init intervals, and on a sub-grid also with non-gradient bias updates (kink search). One
+# shard per depth (all targets x intervals x seeds, and the comparison's runs, as one batch):
 # bias1d_shard -> bias1d_aggregate -> bias1d_figure.
 BIAS1D = config["bias1d"]
 BIAS1D_TABLES = (
@@ -11,6 +12,8 @@ BIAS1D_TABLES = (
     "layers",
     "points",
     "truth",
+    "progress",
+    "timing",
 )
 # Figures: name -> the tables it reads.
 BIAS1D_FIGURES = {
@@ -18,6 +21,9 @@ BIAS1D_FIGURES = {
     "drift": ["runs"],
     "lipschitz": ["runs"],
     "budget": ["robustness"],
+    "updates_loss": ["runs", "progress"],
+    "updates_generalisation": ["runs"],
+    "updates_fit": ["runs", "estimates", "points", "truth"],
 }
 
 
@@ -57,6 +63,7 @@ rule bias1d_aggregate:
         **{t: f"results/bias1d/{t}.parquet" for t in BIAS1D_TABLES},
         summary="results/bias1d/summary.csv",
         robustness="results/bias1d/robustness.parquet",
+        updates="results/bias1d/updates.csv",
     log:
         "results/logs/bias1d/aggregate.log",
     benchmark:

@@ -122,6 +122,8 @@ def claim_inputs(wildcards):
     if BIAS1D["enabled"]:
         tables["bias1d"] = rules.bias1d_aggregate.output.runs
         tables["bias1d_snapshots"] = rules.bias1d_aggregate.output.snapshots
+        tables["bias1d_progress"] = rules.bias1d_aggregate.output.progress
+        tables["bias1d_timing"] = rules.bias1d_aggregate.output.timing
     if MNIST_VARIANTS:
         tables["mnist"] = expand(
             rules.mnist_aggregate.output.metrics, variant=MNIST_VARIANTS
