@@ -183,16 +183,18 @@ def _labels(path: Path) -> torch.Tensor:
 
 
 def load_mnist(raw_dir: str | Path) -> MnistTensors:
-    """Load the four idx files from `raw_dir` (the data stage's output folder)."""
+    """Load the four idx files (each uncompressed or .gz) from `raw_dir` (the data stage's
+    output folder, or any folder holding MNIST's files)."""
     raw_dir = Path(raw_dir)
-    missing = [n for n in FILES if not (raw_dir / n).is_file()]
+    found = {n: next((p for p in (raw_dir / n, raw_dir / f"{n}.gz") if p.is_file()), None) for n in FILES}
+    missing = [n for n, p in found.items() if p is None]
     if missing:
         raise UserError(f"{raw_dir} lacks {', '.join(missing)}; run the data stage first.")
     out = MnistTensors(
-        _images(raw_dir / FILES[0]),
-        _labels(raw_dir / FILES[1]),
-        _images(raw_dir / FILES[2]),
-        _labels(raw_dir / FILES[3]),
+        _images(found[FILES[0]]),
+        _labels(found[FILES[1]]),
+        _images(found[FILES[2]]),
+        _labels(found[FILES[3]]),
     )
     for split, x, y in (("train", out.x_train, out.y_train), ("test", out.x_test, out.y_test)):
         if x.shape[0] != y.shape[0]:
