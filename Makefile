@@ -1,5 +1,8 @@
 # Two commands: `make run` (the workflow) and `make test` (the test suite).
 # Both create .venv first if it is missing or older than the dependency pins.
+# `make gpu-check` (on a CUDA machine): the MNIST study's GPU tests, a short training in each
+# precision and the MNIST bench, one JSON summary (bench/gpu_check.sh; it uses the machine's own
+# torch through $(PYTHON), not .venv). OUT=folder sets where the summary goes.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,7 +15,7 @@ ARGS ?=
 
 SNAKEMAKE_ARGS := --cores $(CORES) $(if $(MNIST_DIR),--config mnist_dir=$(abspath $(MNIST_DIR))) $(ARGS)
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean gpu-check
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -31,6 +34,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
+
+gpu-check:
+	PYTHON=$(PYTHON) bash bench/gpu_check.sh
 
 clean:
 	rm -rf results/data results/stability results/bias1d results/mnist results/report results/benchmarks results/logs .snakemake

@@ -1,16 +1,27 @@
 """Benchmark of the MNIST residual-pair model (not a test): prints ratios measured in one run.
 
-1. Images/s of a full training step (forward, backward, fused Adam, projection) at the default
-   size, and its GFLOP/s (3 x the forward matmul FLOPs) as a fraction of a large float32
-   matmul timed in the same run.
-2. The batched model (one `baddbmm` per layer over the 20 networks) vs a `ModuleList` loop over
+1. Precision: a full training step (forward, backward, fused Adam, projection) of the default
+   model in float32 and in bfloat16 (`mnist.precision`): the bf16/fp32 step-time ratio, and
+   the bf16 step's GFLOP/s (3 x the forward matmul FLOPs) as a share of the bf16 peak measured
+   in the same run (the larger of a big bf16 matmul and a bf16 `bmm` of the layer's shape).
+   The same two steps at a larger batch (--batch-large) show how the ratio grows once the
+   per-step parameter traffic (Adam's float32 state, the V casts, the projection) is spread
+   over more images.
+2. Alternatives to the model's bf16 layer loop, timed beside it: the colleague's prototype
+   (float32 ReLU, then cast), V cast to bf16 once per step for all layers, and autocast.
+3. Evaluation (forward only, eval batch) in float32 and bfloat16.
+4. The batched model (one `baddbmm` per layer over the 20 networks) vs a `ModuleList` loop over
    20 per-network models with the same maths and optimiser: the ratio of step times.
 
-Timings alternate between the contenders, and medians are compared, so both sides see the same
-machine load. Usage: .venv/bin/python bench/bench_mnist.py [--reps 10] [--threads 2] [--json PATH]
+Timings alternate between the contenders, and medians are compared, so all see the same
+machine load (on a GPU each call ends with a synchronisation). The load average is recorded.
+Usage: .venv/bin/python bench/bench_mnist.py [--reps 10] [--threads 2] [--device cpu|cuda]
+       [--json PATH]
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from common import alternate, parser, write_json
@@ -21,6 +32,7 @@ from pipeline.mnist.model import ResidualPairs, loss_fn
 from pipeline.mnist.train import make_optimizer
 
 DEFAULT = load_config()["mnist"]
+BF16 = torch.bfloat16
 
 
 class OneNetwork(nn.Module):
@@ -70,11 +82,54 @@ class LoopModel(nn.Module):
                 net.a.clamp_(min=0)
 
 
-def make_step(model, batch):
+# Alternatives to ResidualPairs.networks in bfloat16 (residual variants), same numbers up to
+# rounding order; the model's own loop is the contender "bf16".
+class Prototype(ResidualPairs):
+    """The colleague's prototype: float32 ReLU (saved as float32 for backward), then cast."""
+
+    def networks(self, x):
+        z = x.unsqueeze(0).expand(self.m, -1, -1)
+        for v, b in zip(self.V, self.b, strict=True):
+            r = torch.relu(z - b)
+            z = z + torch.bmm(r.to(BF16), v.to(BF16)).float()
+        return z
+
+
+class CastOnce(ResidualPairs):
+    """Every V cast to bfloat16 in one pass before the layer loop."""
+
+    def networks(self, x):
+        vs = [v.to(BF16) for v in self.V]
+        z = x.unsqueeze(0).expand(self.m, -1, -1)
+        for v, b in zip(vs, self.b, strict=True):
+            z = torch.add(z, torch.bmm(torch.relu((z - b).to(BF16)), v))
+        return z
+
+
+class Autocast(ResidualPairs):
+    """torch.autocast picks the bmm's dtype; the stream is added in float32."""
+
+    def networks(self, x):
+        z = x.unsqueeze(0).expand(self.m, -1, -1)
+        for v, b in zip(self.V, self.b, strict=True):
+            r = torch.relu(z - b)
+            with torch.autocast(z.device.type, dtype=BF16):
+                update = torch.bmm(r, v)
+            z = z + update.float()
+        return z
+
+
+def make_model(cls, cfg, precision, device):
+    model = cls({**cfg, "precision": precision}, "pair", torch.Generator().manual_seed(0))
+    model.project()
+    return model.to(device)
+
+
+def make_step(model, batch, device):
     opt = make_optimizer(DEFAULT["optimizer"], list(model.parameters()))
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(batch, 1, 28, 28, generator=g)
-    y = torch.randint(0, 10, (batch,), generator=g)
+    x = torch.randn(batch, 1, 28, 28, generator=g).to(device)
+    y = torch.randint(0, 10, (batch,), generator=g).to(device)
 
     def step(update=True):
         loss = loss_fn(model(x), y, "mse")
@@ -87,63 +142,152 @@ def make_step(model, batch):
     return step
 
 
+def make_eval(model, batch, device):
+    x = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(2)).to(device)
+
+    @torch.no_grad()
+    def forward():
+        model(x)
+
+    return forward
+
+
+def synced(fn, device):
+    """`fn`, then wait for the GPU (CUDA work is asynchronous)."""
+    if device.type != "cuda":
+        return fn
+
+    def run():
+        fn()
+        torch.cuda.synchronize()
+
+    return run
+
+
 def main(argv=None) -> dict:
     ap = parser("bench_mnist", __doc__, reps=10, threads=torch.get_num_threads())
     ap.add_argument("--batch", type=int, default=DEFAULT["batch_size"])
+    ap.add_argument("--batch-large", type=int, default=512, help="second batch size (0: skip)")
     ap.add_argument("--depth", type=int, default=DEFAULT["depth"])
-    ap.add_argument("--matmul", type=int, default=2048)
+    ap.add_argument("--matmul", type=int, default=2048, help="side of the square peak matmuls")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--no-loop", action="store_true", help="skip the ModuleList comparison")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32, as in the runs
     cfg = {**DEFAULT, "depth": args.depth}
     torch.manual_seed(0)
-    batched = ResidualPairs(cfg, "pair", torch.Generator().manual_seed(0))
-    loop = LoopModel(ResidualPairs(cfg, "pair", torch.Generator().manual_seed(0)))
-    step_batched, step_loop = make_step(batched, args.batch), make_step(loop, args.batch)
-    a, b = torch.randn(args.matmul, args.matmul), torch.randn(args.matmul, args.matmul)
-    contenders = {
-        "batched": step_batched,
-        "fwd_bwd": lambda: step_batched(update=False),
-        "loop": step_loop,
-        "matmul": lambda: a @ b,
+    models = {
+        "fp32": make_model(ResidualPairs, cfg, "float32", device),
+        "bf16": make_model(ResidualPairs, cfg, "bfloat16", device),
+        "bf16_prototype": make_model(Prototype, cfg, "bfloat16", device),
+        "bf16_cast_once": make_model(CastOnce, cfg, "bfloat16", device),
+        "bf16_autocast": make_model(Autocast, cfg, "bfloat16", device),
     }
-    med = alternate(contenders, args.reps)
-    matmul = 2 * args.matmul**3 / med["matmul"] / 1e9
-    step_flops = 3 * batched.flops_per_image() * args.batch  # forward + 2x backward, network layers only
-    step_gflops = step_flops / med["batched"] / 1e9
-    fwd_bwd_gflops = step_flops / med["fwd_bwd"] / 1e9
+    n, m, batch = models["fp32"].n, models["fp32"].m, args.batch
+    contenders = {name: make_step(model, batch, device) for name, model in models.items()}
+    contenders["fp32_fwd_bwd"] = lambda: contenders["fp32"](update=False)
+    contenders["bf16_fwd_bwd"] = lambda: contenders["bf16"](update=False)
+    if args.batch_large:
+        for p in ("fp32", "bf16"):
+            contenders[f"{p}_large"] = make_step(models[p], args.batch_large, device)
+    for p in ("fp32", "bf16"):
+        contenders[f"{p}_eval"] = make_eval(models[p], DEFAULT["eval_batch_size"], device)
+    if not args.no_loop and device.type == "cpu":
+        loop = LoopModel(make_model(ResidualPairs, cfg, "float32", device))
+        contenders["loop"] = make_step(loop, batch, device)
+    a = torch.randn(args.matmul, args.matmul, device=device)
+    a16 = a.to(BF16)
+    r16 = torch.randn(m, batch, n, device=device).to(BF16)
+    v16 = torch.randn(m, n, n, device=device).to(BF16)
+    contenders["matmul_fp32"] = lambda: a @ a
+    contenders["matmul_bf16"] = lambda: a16 @ a16
+    contenders["bmm_bf16"] = lambda: torch.bmm(r16, v16)
+    load_before = os.getloadavg()
+    med = alternate({k: synced(f, device) for k, f in contenders.items()}, args.reps)
+    load_after = os.getloadavg()
+
+    fwd_flops = models["fp32"].flops_per_image()  # network layers only (the conv is negligible)
+    step_flops = 3 * fwd_flops * batch  # forward + 2x backward
+    gf = {k: step_flops / med[k] / 1e9 for k in models}
+    mm32 = 2 * args.matmul**3 / med["matmul_fp32"] / 1e9
+    mm16 = 2 * args.matmul**3 / med["matmul_bf16"] / 1e9
+    bmm16 = 2 * m * batch * n * n / med["bmm_bf16"] / 1e9
+    peak16 = max(mm16, bmm16)
     out = {
+        "device": str(device),
         "threads": torch.get_num_threads(),
-        "batch": args.batch,
+        "load_average_1min": [load_before[0], load_after[0]],
+        "batch": batch,
         "depth": args.depth,
-        "n": batched.n,
-        "step_seconds_batched": med["batched"],
-        "step_seconds_loop": med["loop"],
-        "images_per_s": args.batch / med["batched"],
-        "step_gflops": step_gflops,
-        "matmul_gflops": matmul,
-        "fraction_of_matmul": step_gflops / matmul,
-        "fwd_bwd_seconds": med["fwd_bwd"],
-        "fwd_bwd_fraction_of_matmul": fwd_bwd_gflops / matmul,
-        "batched_vs_loop_speedup": med["loop"] / med["batched"],
+        "n": n,
+        "step_seconds": {k: med[k] for k in models},
+        "bf16_over_fp32_step_time": med["bf16"] / med["fp32"],
+        "bf16_speedup": med["fp32"] / med["bf16"],
+        "step_gflops": gf,
+        "matmul_fp32_gflops": mm32,
+        "matmul_bf16_gflops": mm16,
+        "bmm_bf16_layer_shape_gflops": bmm16,
+        "bf16_peak_gflops": peak16,
+        "bf16_step_share_of_bf16_peak": gf["bf16"] / peak16,
+        "fp32_step_share_of_fp32_peak": gf["fp32"] / mm32,
+        "fwd_bwd_seconds": {"fp32": med["fp32_fwd_bwd"], "bf16": med["bf16_fwd_bwd"]},
+        "optimizer_and_projection_seconds": {
+            "fp32": med["fp32"] - med["fp32_fwd_bwd"],
+            "bf16": med["bf16"] - med["bf16_fwd_bwd"],
+        },
+        "alternatives_over_model_bf16": {
+            k: med[k] / med["bf16"] for k in ("bf16_prototype", "bf16_cast_once", "bf16_autocast")
+        },
+        "eval_images_per_s": {p: DEFAULT["eval_batch_size"] / med[f"{p}_eval"] for p in ("fp32", "bf16")},
     }
+    if args.batch_large:
+        out["batch_large"] = args.batch_large
+        out["large_step_seconds"] = {p: med[f"{p}_large"] for p in ("fp32", "bf16")}
+        out["bf16_speedup_large"] = med["fp32_large"] / med["bf16_large"]
+        out["bf16_large_share_of_bf16_peak"] = (
+            3 * fwd_flops * args.batch_large / med["bf16_large"] / 1e9 / peak16
+        )
+    if "loop" in med:
+        out["step_seconds_loop"] = med["loop"]
+        out["batched_vs_loop_speedup"] = med["loop"] / med["fp32"]
+
+    where = f"{device}, {torch.get_num_threads()} threads" if device.type == "cpu" else str(device)
     print(
-        f"training step (batch {args.batch}, L = {args.depth}, n = {batched.n}, 20 networks, "
-        f"{torch.get_num_threads()} threads): {1e3 * med['batched']:.0f} ms"
-        f" = {out['images_per_s']:.0f} images/s"
+        f"training step (batch {batch}, L = {args.depth}, n = {n}, {m} networks, {where}; load "
+        f"{load_before[0]:.1f} -> {load_after[0]:.1f}): float32 {1e3 * med['fp32']:.0f} ms, "
+        f"bfloat16 {1e3 * med['bf16']:.0f} ms"
     )
     print(
-        f"  {step_gflops:.0f} GFLOP/s vs {matmul:.0f} GFLOP/s for a {args.matmul}^3 float32 matmul: "
-        f"{100 * out['fraction_of_matmul']:.0f}% (aim >= 50%)"
+        f"  bf16 / fp32 step time: {out['bf16_over_fp32_step_time']:.2f} "
+        f"(speedup {out['bf16_speedup']:.2f}x; aim >= 3x)"
     )
     print(
-        f"  forward + backward only (no Adam step, no projection): {1e3 * med['fwd_bwd']:.0f} ms, "
-        f"{fwd_bwd_gflops:.0f} GFLOP/s = {100 * out['fwd_bwd_fraction_of_matmul']:.0f}% of the matmul"
+        f"  bf16 step {gf['bf16']:.0f} GFLOP/s = {100 * out['bf16_step_share_of_bf16_peak']:.0f}% of the "
+        f"bf16 peak {peak16:.0f} GFLOP/s (matmul {args.matmul}^3: {mm16:.0f}, layer bmm: {bmm16:.0f}); "
+        f"fp32 step {gf['fp32']:.0f} GFLOP/s = {100 * out['fp32_step_share_of_fp32_peak']:.0f}% of "
+        f"the fp32 matmul's {mm32:.0f}"
     )
-    print(
-        f"batched vs ModuleList loop of 20 networks: {1e3 * med['loop']:.0f} ms"
-        f" / {1e3 * med['batched']:.0f} ms "
-        f"= {out['batched_vs_loop_speedup']:.2f}x (aim >= 1.5x)"
-    )
+    opt = out["optimizer_and_projection_seconds"]
+    print(f"  of which Adam + projection: fp32 {1e3 * opt['fp32']:.0f} ms, bf16 {1e3 * opt['bf16']:.0f} ms")
+    if args.batch_large:
+        print(
+            f"  at batch {args.batch_large}: fp32 {1e3 * med['fp32_large']:.0f} ms, bf16 "
+            f"{1e3 * med['bf16_large']:.0f} ms: speedup {out['bf16_speedup_large']:.2f}x, "
+            f"{100 * out['bf16_large_share_of_bf16_peak']:.0f}% of the bf16 peak"
+        )
+    alts = ", ".join(f"{k[5:]} {v:.2f}" for k, v in out["alternatives_over_model_bf16"].items())
+    print(f"  alternative bf16 layer loops, step time / the model's: {alts}")
+    ev = out["eval_images_per_s"]
+    eb = DEFAULT["eval_batch_size"]
+    print(f"evaluation (forward, batch {eb}): fp32 {ev['fp32']:.0f} images/s, bf16 {ev['bf16']:.0f}")
+    if "loop" in med:
+        print(
+            f"batched vs ModuleList loop of 20 networks (fp32): {1e3 * med['loop']:.0f} ms"
+            f" / {1e3 * med['fp32']:.0f} ms = {out['batched_vs_loop_speedup']:.2f}x (aim >= 1.5x)"
+        )
     write_json(args.json, out)
     return out
 

@@ -138,6 +138,23 @@ def numbers(config: Mapping, path: str, drop: Iterable[str] = ()) -> dict:
     return canonical({k: v for k, v in block.items() if k not in skip})
 
 
+# What a part of the MNIST study (`mnist.parts.<name>`) may set besides its variants and seeds.
+MNIST_PART_KEYS = ("epochs", "train_subset", "test_subset")
+
+
+def mnist_parts(config: Mapping) -> dict[str, dict]:
+    """The MNIST parts that are run ({} when the study is off; a part set to null is not run)."""
+    m = config["mnist"]
+    return {name: part for name, part in m["parts"].items() if part is not None} if m["enabled"] else {}
+
+
+def mnist_part(config: Mapping, part: str) -> dict:
+    """The numbers of one MNIST part's runs: the mnist block (without `enabled`, `parts` and the
+    runtime keys) with the part's overrides of MNIST_PART_KEYS; canonical."""
+    over = {k: v for k, v in config["mnist"]["parts"][part].items() if k in MNIST_PART_KEYS}
+    return canonical({**numbers(config, "mnist", drop=("enabled", "parts")), **over})
+
+
 def without_runtime_keys(config: Mapping) -> dict:
     """The whole config without the keys of RUNTIME_KEYS (what the results depend on)."""
     return {
@@ -248,11 +265,20 @@ def check_mnist(config: Mapping) -> None:
             "lower mnist.conv.pool or size."
         )
     _ordered("mnist.init.bias_low/bias_high", m["init"]["bias_low"], m["init"]["bias_high"])
-    drift_epoch = config["figures"]["mnist"]["drift_epoch"]
-    if drift_epoch > m["epochs"]:
+    parts = mnist_parts(config)
+    if m["enabled"] and not parts:
         _fail(
-            f"Config key figures.mnist.drift_epoch = {drift_epoch} is after the last epoch ({m['epochs']})."
+            "Config key mnist.parts sets every part to null, so nothing is run; give a part or set "
+            "mnist.enabled to false."
         )
+    drift_epoch = config["figures"]["mnist"]["drift_epoch"]
+    for name, part in parts.items():
+        epochs = part.get("epochs", m["epochs"])
+        if drift_epoch > epochs:
+            _fail(
+                f"Config key figures.mnist.drift_epoch = {drift_epoch} is after the last epoch of "
+                f"the MNIST part {name} ({epochs})."
+            )
 
 
 def check_stepsize(config: Mapping) -> None:
@@ -316,6 +342,18 @@ def check_claims(config: Mapping) -> None:
                 _member(f"report.claims.bias1d_{key}", th[f"bias1d_{key}"], up[values], what.format(values))
 
 
+def check_mnist_claims(config: Mapping) -> None:
+    """Claim 7 is judged on one MNIST part, which must run the model and its baseline."""
+    parts = mnist_parts(config)
+    if not parts:
+        return
+    th = config["report"]["claims"]
+    _member("report.claims.mnist_part", th["mnist_part"], list(parts), "an MNIST part that is run")
+    variants = parts[th["mnist_part"]]["variants"]
+    for key in ("mnist_variant", "mnist_baseline"):
+        _member(f"report.claims.{key}", th[key], variants, f"a variant of the MNIST part {th['mnist_part']}")
+
+
 def check_relations(config: Mapping) -> None:
     """Every rule between config keys that the schema cannot express; raises `UserError`."""
     check_stability(config)
@@ -323,3 +361,4 @@ def check_relations(config: Mapping) -> None:
     check_mnist(config)
     check_stepsize(config)
     check_claims(config)
+    check_mnist_claims(config)

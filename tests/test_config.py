@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from pipeline.config import RUNTIME_KEYS, canonical, load_config, numbers, validate
+from pipeline.config import RUNTIME_KEYS, canonical, load_config, mnist_part, mnist_parts, numbers, validate
 from pipeline.errors import UserError
 from tests.helpers import REPO, dry_run, snakemake
 
@@ -70,6 +70,12 @@ BAD_RELATIONS = [
     ({"mnist": {"conv": {"size": 28, "padding": 0, "pool": 4}}}, "mnist.conv"),
     ({"mnist": {"init": {"bias_low": 2.0}}}, "mnist.init.bias_low/bias_high"),
     ({"figures": {"mnist": {"drift_epoch": 31}}}, "figures.mnist.drift_epoch"),
+    ({"figures": {"mnist": {"drift_epoch": 11}}}, "the MNIST part comparison"),
+    ({"mnist": {"parts": {"paper": None, "comparison": None}}}, "mnist.parts sets every part to null"),
+    ({"report": {"claims": {"mnist_part": "nope"}}}, "report.claims.mnist_part"),
+    ({"mnist": {"parts": {"comparison": None}}}, "report.claims.mnist_part"),
+    ({"report": {"claims": {"mnist_baseline": "convex_only"}}}, "report.claims.mnist_baseline"),
+    ({"report": {"claims": {"mnist_part": "paper"}}}, "report.claims.mnist_baseline"),
 ]
 
 
@@ -85,6 +91,20 @@ def test_a_broken_rule_between_keys_fails_the_dry_run(workflow_copy, tmp_path, o
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and key in out and "Traceback" not in out
     assert "Job stats" not in out  # it failed before building any job
+
+
+def test_mnist_part_numbers_are_the_block_with_the_parts_overrides():
+    config = load_config()
+    paper, comparison = mnist_part(config, "paper"), mnist_part(config, "comparison")
+    assert "parts" not in paper and "enabled" not in paper and "threads" not in paper
+    assert paper["epochs"] == config["mnist"]["epochs"] and paper["train_subset"] == 0
+    assert comparison["epochs"] == 10 and comparison["train_subset"] == 10000
+    assert {k for k in paper if paper[k] != comparison[k]} == {"epochs", "train_subset"}
+    assert list(mnist_parts(config)) == ["paper", "comparison"]
+    assert mnist_parts(load_config({"mnist": {"parts": {"paper": None}}})) == {
+        "comparison": config["mnist"]["parts"]["comparison"]
+    }
+    assert mnist_parts(load_config({"mnist": {"enabled": False}})) == {}
 
 
 def test_params_slices_leave_out_runtime_keys_and_ignore_key_order():

@@ -14,6 +14,12 @@ Variants (all trained by the same loop, `pipeline.mnist.train`):
 - `plain_mlp`: M = 20 as in `pair` but without the skip connection
   (`z_i = V_i [z_{i-1} - b_i]_+`) and without sign constraints; He-initialised V and a.
 
+Precision (`mnist.precision`): `float32`, or `bfloat16`: every layer's matmul takes bfloat16
+operands (the float32 master weights `V_i` are cast for it; its backward yields bfloat16
+gradients, cast back to float32 for the optimiser), while the residual stream `z`, the update
+`z + [z - b]_+ V` (a float32 add of the bfloat16 product), the output vectors, the loss and the
+projection stay float32.
+
 Storage: the parameter `V[i]` holds, for network m, the TRANSPOSE of the paper's `V_i`
 (`z <- z + V[i][m]^T relu(z - b_i[m])` on column vectors, i.e. `z + relu(z - b) @ V[i][m]` on
 row vectors), so the batched layer is a plain `baddbmm` whose weight gradient is contiguous
@@ -25,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from contextlib import contextmanager
 
 import pandas as pd
 import torch
@@ -35,6 +42,14 @@ from pipeline.errors import UserError
 
 N_CLASSES = 10
 VARIANTS = ("pair", "convex_only", "plain_mlp")
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """The dtype of the layer matmuls for `mnist.precision` (float32 or bfloat16)."""
+    if precision not in PRECISIONS:
+        raise UserError(f"Unknown mnist.precision '{precision}'; choose {' or '.join(PRECISIONS)}.")
+    return PRECISIONS[precision]
 
 
 def n_networks(variant: str) -> int:
@@ -89,6 +104,7 @@ class ResidualPairs(nn.Module):
         self.m = m = n_networks(variant)
         self.depth = depth = cfg["depth"]
         self.residual = is_residual(variant)
+        self.compute_dtype = compute_dtype(cfg["precision"])
         g = generator
 
         def uniform(shape, low, high):
@@ -125,12 +141,31 @@ class ResidualPairs(nn.Module):
         return F.max_pool2d(h, self.pool).flatten(1)
 
     def networks(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, n] -> z_L [M, B, n] for every network at once (row vectors: z + relu(z - b) V)."""
+        """x [B, n] -> z_L [M, B, n] for every network at once (row vectors: z + relu(z - b) V).
+
+        In bfloat16, `z - b` is formed in float32 and rounded once; the ReLU, its mask in the
+        backward pass and the matmul are bfloat16; the product is added to the float32 `z`
+        (mixed-dtype add, computed in float32). bench/bench_mnist.py times the alternatives.
+        """
         z = x.unsqueeze(0).expand(self.m, -1, -1)
+        low = self.compute_dtype
         for v, b in zip(self.V, self.b, strict=True):
-            r = torch.relu(z - b)
-            z = torch.baddbmm(z, r, v) if self.residual else torch.bmm(r, v)
+            if low == torch.float32:
+                r = torch.relu(z - b)
+                z = torch.baddbmm(z, r, v) if self.residual else torch.bmm(r, v)
+            else:
+                update = torch.bmm(torch.relu((z - b).to(low)), v.to(low))
+                z = torch.add(z, update) if self.residual else update.float()
         return z
+
+    @contextmanager
+    def precision(self, dtype: torch.dtype):
+        """Evaluate in `dtype` inside the block (e.g. float32 for the Lipschitz measurements)."""
+        before, self.compute_dtype = self.compute_dtype, dtype
+        try:
+            yield self
+        finally:
+            self.compute_dtype = before
 
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Network outputs y_m = a_m^T z_L^m as [B, M]."""
@@ -199,33 +234,127 @@ def evaluate(model, images, labels, kind: str, batch_size: int) -> tuple[float, 
     return correct / n, total_loss / n
 
 
-def lipschitz_estimate(model, images: torch.Tensor, batch_size: int) -> dict:
-    """Largest input-gradient norm of the class scores over the given points.
+def lipschitz_estimate(model, images: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+    """Input-gradient norms of the class scores at the given points: LOWER bounds, per class.
 
-    For each point and class k, ||grad s_k|| is taken with respect to the (normalised) image
-    and with respect to the pooled features x in R^n; the estimate is the maximum over points
-    and classes (a lower bound on the Lipschitz constant of each score function, l2 norms).
+    For each point and class k, ||grad s_k||_2 with respect to the (normalised) image and to the
+    pooled features x in R^n, in float32. Returns, per class (tensors of 10), the largest norm
+    over the points (`features`, `input`: lower bounds on the Lipschitz constant of s_k) and the
+    median over the points (`features_median`, `input_median`).
     """
     img_norms, feat_norms = [], []
-    for start in range(0, images.shape[0], batch_size):
-        img = images[start : start + batch_size].detach().clone().requires_grad_(True)
-        x = model.features(img)
-        s = model.scores_from_features(x)
-        gi, gx = [], []
-        for k in range(N_CLASSES):
-            d_img, d_x = torch.autograd.grad(s[:, k].sum(), (img, x), retain_graph=k < N_CLASSES - 1)
-            gi.append(d_img.flatten(1).norm(dim=1))
-            gx.append(d_x.norm(dim=1))
-        img_norms.append(torch.stack(gi, 1).detach())
-        feat_norms.append(torch.stack(gx, 1).detach())
-    gi, gx = torch.cat(img_norms).cpu(), torch.cat(feat_norms).cpu()
+    with model.precision(torch.float32):
+        for start in range(0, images.shape[0], batch_size):
+            img = images[start : start + batch_size].detach().clone().requires_grad_(True)
+            x = model.features(img)
+            s = model.scores_from_features(x)
+            gi, gx = [], []
+            for k in range(N_CLASSES):
+                last = k == N_CLASSES - 1
+                d_img, d_x = torch.autograd.grad(s[:, k].sum(), (img, x), retain_graph=not last)
+                gi.append(d_img.flatten(1).norm(dim=1))
+                gx.append(d_x.norm(dim=1))
+            img_norms.append(torch.stack(gi, 1).detach())
+            feat_norms.append(torch.stack(gx, 1).detach())
+    gi, gx = torch.cat(img_norms).cpu().double(), torch.cat(feat_norms).cpu().double()
     return {
         "points": int(gi.shape[0]),
-        "lipschitz_input": float(gi.max()),
-        "lipschitz_input_median": float(gi.max(1).values.median()),
-        "lipschitz_features": float(gx.max()),
-        "lipschitz_features_median": float(gx.max(1).values.median()),
+        "input": gi.max(0).values,
+        "input_median": gi.median(0).values,
+        "features": gx.max(0).values,
+        "features_median": gx.median(0).values,
     }
+
+
+@torch.no_grad()
+def conv_norm_upper(weight: torch.Tensor, grid: int = 512) -> float:
+    """An upper bound on the l2 operator norm of the convolution (any padding, 1 input channel).
+
+    The zero-padded convolution is a restriction of the convolution on the infinite grid, whose
+    norm is the largest Euclidean norm over frequencies w of the filters' transfer functions,
+    sqrt(sum_f |W_f(w)|^2). It is evaluated on a `grid x grid` FFT grid; between grid points
+    each |W_f| changes by at most e_f = (pi / grid) sum_pq |w_f[p, q]| (|p - c| + |q - c|)
+    (c: the filter's centre), so max over the grid of sqrt(sum_f (|W_f| + e_f)^2) bounds it.
+    Young's inequality gives the cruder sqrt(sum_f ||w_f||_1^2); the smaller of the two.
+    """
+    w = weight.detach().double().cpu()[:, 0]  # [F, k, k]
+    k = w.shape[-1]
+    mag = torch.fft.fft2(w, s=(grid, grid)).abs()  # [F, grid, grid]
+    offs = (torch.arange(k, dtype=torch.float64) - (k - 1) / 2).abs()
+    err = (math.pi / grid) * (w.abs() * (offs[:, None] + offs[None, :])).sum((1, 2))
+    fourier = float((mag + err[:, None, None]).square().sum(0).sqrt().max())
+    young = float(w.abs().sum((1, 2)).square().sum().sqrt())
+    return min(fourier, young)
+
+
+def conv_norm_power(model: ResidualPairs, iters: int = 100, seed_generator=None) -> float:
+    """The convolution's l2 operator norm by power iteration on C^T C (a LOWER estimate)."""
+    w = model.conv_weight.detach().double().cpu()
+    g = seed_generator if seed_generator is not None else torch.Generator().manual_seed(0)
+    x = torch.randn(1, 1, 28, 28, dtype=torch.float64, generator=g)
+    sigma = 0.0
+    for _ in range(iters):
+        x = (x / x.norm()).requires_grad_(True)
+        y = F.conv2d(x, w, padding=model.padding)
+        (ctc,) = torch.autograd.grad(0.5 * y.square().sum(), x)  # C^T C x
+        sigma = float(y.detach().norm())
+        x = ctc.detach()
+    return sigma
+
+
+@torch.no_grad()
+def lipschitz_upper(model: ResidualPairs) -> dict:
+    """UPPER bounds on the l2 Lipschitz constant of each class score s_k (tensors of 10).
+
+    Residual variants (V_i >= 0, a >= 0; docs/science.md section 5.4): the Jacobian of z_L
+    with respect to x is entrywise between 0 and U = (I + V_L) ... (I + V_1) (column form), so
+    the gradient of a network output y = a^T z_L lies entrywise in [0, U^T a]; the gradient
+    of s_k = g_k - h_k lies in [-Q, P] (P, Q: the bounds of g_k and h_k), hence
+    ||grad s_k||_2 <= ||max(P, Q)||_2 (convex_only: ||P||_2). plain_mlp: ReLU is 1-Lipschitz, so
+    each network is bounded by the product of its layers' spectral norms times ||a||_2, and
+    s_k by the sum of its two networks' bounds. With respect to the image: max-pooling over
+    non-overlapping windows is 1-Lipschitz in l2, so the features' bound times an upper bound
+    on the convolution's operator norm (`conv_norm_upper`).
+    """
+    vs = [v.detach().double().cpu() for v in model.V]
+    a = model.a.detach().double().cpu()
+    if model.residual:
+        u = a.clone()  # [M, n]: U^T a = (I + V_1^T) ... (I + V_L^T) a, from the last layer back
+        for v in reversed(vs):  # the stored V[i][m] is the paper's V_i^T
+            u = u + torch.bmm(v, u.unsqueeze(-1)).squeeze(-1)
+        if model.m == 2 * N_CLASSES:
+            feats = torch.maximum(u[:N_CLASSES], u[N_CLASSES:]).norm(dim=1)
+            method = "||max(U^T a_g, U^T a_h)||_2, U = (I + V_L)...(I + V_1), V_i, a >= 0"
+        else:
+            feats = u.norm(dim=1)
+            method = "||U^T a||_2, U = (I + V_L)...(I + V_1), V_i, a >= 0"
+    else:
+        per_net = a.norm(dim=1)
+        for v in vs:
+            per_net = per_net * torch.linalg.matrix_norm(v, ord=2)
+        feats = per_net[:N_CLASSES] + (per_net[N_CLASSES:] if model.m == 2 * N_CLASSES else 0.0)
+        method = "sum over the pair of prod_i ||V_i||_2 ||a||_2"
+    conv = conv_norm_upper(model.conv_weight)
+    return {"features": feats, "input": conv * feats, "conv_norm": conv, "method": method}
+
+
+def lipschitz_rows(model: ResidualPairs, images: torch.Tensor, batch_size: int) -> list[dict]:
+    """One row per class: measured lower bounds, structural upper bounds and their ratios."""
+    low = lipschitz_estimate(model, images, batch_size)
+    up = lipschitz_upper(model)
+    conv_low = conv_norm_power(model)
+    rows = []
+    for k in range(N_CLASSES):
+        row = {"class": k, "points": low["points"]}
+        for wrt in ("input", "features"):
+            lo, hi = float(low[wrt][k]), float(up[wrt][k])
+            row[f"lipschitz_{wrt}"] = lo
+            row[f"lipschitz_{wrt}_median"] = float(low[f"{wrt}_median"][k])
+            row[f"lipschitz_{wrt}_upper"] = hi
+            row[f"lipschitz_{wrt}_ratio"] = hi / lo if lo > 0 else float("inf")
+        row |= {"conv_norm_upper": up["conv_norm"], "conv_norm_power": conv_low, "upper_method": up["method"]}
+        rows.append(row)
+    return rows
 
 
 @torch.no_grad()
@@ -248,7 +377,7 @@ def drift_rows(model: ResidualPairs, init: dict[str, torch.Tensor], epoch: int) 
                     "epoch": epoch,
                     "network": m,
                     "class": m % N_CLASSES,
-                    "part": "convex" if m < N_CLASSES else "concave",
+                    "role": "convex" if m < N_CLASSES else "concave",
                     "layer": i + 1,
                     "bias_drift": float(db[m]),
                     "weight_drift": float(dv[m]),
@@ -268,15 +397,7 @@ def init_state(model: ResidualPairs) -> dict[str, torch.Tensor]:
     }
 
 
-# ---------------------------------------------------------------------- data ---------------
-def subset(images, labels, k: int, g: torch.Generator):
-    """A random subset of k examples drawn with `g` (k = 0 or k >= size: everything, in order)."""
-    if k <= 0 or k >= images.shape[0]:
-        return images, labels
-    idx = torch.randperm(images.shape[0], generator=g)[:k].sort().values
-    return images[idx], labels[idx]
-
-
+# ---------------------------------------------------------------------- runs ---------------
 def fingerprint(cfg: dict, variant: str, shapes) -> str:
     """Identity of a training run: the config entries that change its numbers, variant, data sizes."""
     keep = {k: v for k, v in cfg.items() if k not in AFTER_TRAINING_KEYS}

@@ -62,6 +62,16 @@ def bias1d_outputs():
     }
 
 
+def mnist_shards(variant):
+    """The shard folders of one variant: every part that runs it, every seed of that part."""
+    return [
+        MNIST_SHARD.format(variant=variant, part=name, seed=seed)
+        for name, part in MNIST_PARTS.items()
+        if variant in part["variants"]
+        for seed in part["seeds"]
+    ]
+
+
 def mnist_outputs():
     return {
         "tables": expand(

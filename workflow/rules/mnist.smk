@@ -1,11 +1,21 @@
 # MNIST study (docs/science.md section 5; claim 7): the paper's 20-network convex-concave
-# classifier and its baselines. One shard per variant and seed (resumable: it checkpoints
+# classifier and its baselines, in named parts (mnist.parts: run sets with their own variants,
+# seeds and a few overrides). One shard per part, variant and seed (resumable: it checkpoints
 # every epoch under its shards/ folder in checkpoints/, deliberately NOT a declared output,
 # so Snakemake never deletes it when a job fails or is killed; the job removes it once its
-# outputs are written): mnist_shard -> mnist_aggregate (per variant) -> mnist_figure.
+# outputs are written): mnist_shard -> mnist_aggregate (per variant, every part) -> mnist_figure.
+from pipeline.config import mnist_part, mnist_parts
+
 MNIST = config["mnist"]
-MNIST_VARIANTS = MNIST["variants"] if MNIST["enabled"] else []
+MNIST_PARTS = mnist_parts(config)
+# Variants in the order the parts first name them.
+MNIST_VARIANTS = list(
+    dict.fromkeys(v for p in MNIST_PARTS.values() for v in p["variants"])
+)
 MNIST_TABLES = ("metrics", "drift", "lipschitz")
+MNIST_SHARD = "results/mnist/{variant}/shards/{part}-seed{seed}"
+
+
 # Figures: name -> the tables it reads (of every variant).
 MNIST_FIGURES = {
     "accuracy": ["metrics"],
@@ -16,6 +26,7 @@ MNIST_FIGURES = {
 
 wildcard_constraints:
     variant="pair|convex_only|plain_mlp",
+    part="|".join(MNIST_PARTS) or "(?!)",
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
@@ -28,15 +39,12 @@ rule mnist_shard:
     input:
         expand(f"{MNIST_RAW}/{{name}}", name=MNIST_FILES),
     output:
-        **{
-            t: f"results/mnist/{{variant}}/shards/seed{{seed}}/{t}.parquet"
-            for t in MNIST_TABLES
-        },
-        model="results/mnist/{variant}/shards/seed{seed}/model.pt",
+        **{t: f"{MNIST_SHARD}/{t}.parquet" for t in MNIST_TABLES},
+        model=f"{MNIST_SHARD}/model.pt",
     log:
-        "results/logs/mnist/{variant}/shard_seed{seed}.log",
+        "results/logs/mnist/{variant}/shard_{part}-seed{seed}.log",
     benchmark:
-        "results/benchmarks/mnist/{variant}/shard_seed{seed}.tsv"
+        "results/benchmarks/mnist/{variant}/shard_{part}-seed{seed}.tsv"
     wildcard_constraints:
         seed=r"\d+",
     conda:
@@ -45,20 +53,20 @@ rule mnist_shard:
     resources:
         gpu=MNIST["gpu"],
     params:
-        # without the variant and seed lists, so adding one trains only that one
-        cfg=numbers(config, "mnist", drop=("enabled", "variants", "seeds")),
-        checkpoint_dir="results/mnist/{variant}/shards/seed{seed}/checkpoints",
+        # the part's numbers without its variant and seed lists: adding one trains only that one
+        cfg=lambda wildcards: mnist_part(config, wildcards.part),
+        checkpoint_dir=f"{MNIST_SHARD}/checkpoints",
     script:
         "../scripts/mnist_shard.py"
 
 
 rule mnist_aggregate:
     input:
-        expand(
-            "results/mnist/{{variant}}/shards/seed{seed}/{table}.parquet",
-            seed=MNIST["seeds"],
-            table=MNIST_TABLES,
-        ),
+        lambda wildcards: [
+            f"{shard}/{t}.parquet"
+            for shard in mnist_shards(wildcards.variant)
+            for t in MNIST_TABLES
+        ],
     output:
         **{t: f"results/mnist/{{variant}}/{t}.parquet" for t in MNIST_TABLES},
         summary="results/mnist/{variant}/summary.csv",

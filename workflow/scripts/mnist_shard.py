@@ -1,4 +1,4 @@
-"""Rule mnist_shard: train one variant from one seed (resuming from its checkpoint)."""
+"""Rule mnist_shard: train one variant of one part from one seed (resuming from its checkpoint)."""
 
 import sys
 from pathlib import Path
@@ -17,6 +17,7 @@ def main(smk):
     tables = run_shard(
         smk.params.cfg,
         smk.wildcards.variant,
+        smk.wildcards.part,
         int(smk.wildcards.seed),
         data_dir=Path(smk.input[0]).parent,
         checkpoint_dir=smk.params.checkpoint_dir,
