@@ -147,7 +147,8 @@ def make_eval(model, batch, device):
 
     @torch.no_grad()
     def forward():
-        model(x)
+        with model.frozen():  # as pipeline.mnist.model.evaluate: V cast once per evaluation
+            model(x)
 
     return forward
 

@@ -19,7 +19,6 @@ per epoch, about a minute for the whole check plus start-up, within the 5-minute
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
@@ -46,7 +45,7 @@ def fail(sentence: str) -> None:
     sys.exit(1)
 
 
-def preflight() -> None:
+def preflight(device: str) -> None:
     """One sentence and exit 1 when there is no CUDA GPU or a module the check needs is missing."""
     import importlib.util
 
@@ -55,7 +54,7 @@ def preflight() -> None:
         fail("this Python cannot import torch; run the check with the Python of the machine's CUDA PyTorch.")
     import torch
 
-    if not torch.cuda.is_available():
+    if device == "cuda" and not torch.cuda.is_available():
         fail("PyTorch sees no CUDA GPU on this machine; run make gpu-check where one is available.")
     if missing:
         names = " ".join(missing)
@@ -121,13 +120,15 @@ def find_data(given: str | None):
     return data, "synthetic (random images: accuracies meaningless, timings valid)"
 
 
-def train_both(data, epochs: int, out: Path) -> dict:
+def train_both(data, epochs: int, out: Path, device: str, train_subset: int) -> dict:
     import torch
 
     from pipeline.config import load_config, mnist_part
     from pipeline.mnist.train import train
 
-    cfg = {**mnist_part(load_config(), "paper"), "device": "cuda", "epochs": epochs, "seed": 0}
+    cfg = {**mnist_part(load_config(), "paper"), "device": device, "epochs": epochs, "seed": 0}
+    if train_subset:
+        cfg["train_subset"] = train_subset
     runs = {}
     with open(out / "train.log", "w") as log:
         for precision in ("float32", "bfloat16"):
@@ -147,7 +148,8 @@ def train_both(data, epochs: int, out: Path) -> dict:
                 "lipschitz_input_upper": float(lip["lipschitz_input_upper"].max()),
                 "device": res.device,
             }
-            torch.cuda.empty_cache()
+            if device == "cuda":
+                torch.cuda.empty_cache()
     # the first epoch includes CUDA warm-up: compare the later ones
     later = {p: r["seconds_per_epoch"][1:] or r["seconds_per_epoch"] for p, r in runs.items()}
     mean = {p: sum(v) / len(v) for p, v in later.items()}
@@ -164,15 +166,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--mnist-dir")
     ap.add_argument("--reps", type=int, default=10, help="bench repetitions")
+    # Only for trying this driver on a machine without a GPU (the check itself is cuda).
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help=argparse.SUPPRESS)
+    ap.add_argument("--train-subset", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    preflight()
+    preflight(args.device)
     t_start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
     summary = {
-        "gpu": torch.cuda.get_device_name(0),
+        "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else "none (driver tried on the CPU)",
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "budget_seconds": BUDGET_S,
@@ -181,30 +186,15 @@ def main(argv=None) -> dict:
     data, where = find_data(args.mnist_dir)
     summary["data"] = where
     try:
-        summary["training"] = train_both(data, args.epochs, out)
+        summary["training"] = train_both(data, args.epochs, out, args.device, args.train_subset)
     except Exception as err:  # noqa: BLE001 - recorded; the bench still runs
         summary["training"] = {"error": f"{type(err).__name__}: {err}"}
     import bench_mnist
 
+    bench_args = ["--device", args.device, "--reps", str(args.reps), "--json", str(out / "bench_mnist.json")]
+    bench_args += ["--matmul", "8192"] if args.device == "cuda" else ["--no-loop", "--batch-large", "0"]
     try:
-        buf, real = io.StringIO(), sys.stdout
-        sys.stdout = buf
-        try:
-            bench = bench_mnist.main(
-                [
-                    "--device",
-                    "cuda",
-                    "--reps",
-                    str(args.reps),
-                    "--matmul",
-                    "8192",
-                    "--json",
-                    str(out / "bench_mnist.json"),
-                ]
-            )
-        finally:
-            sys.stdout = real
-        print(buf.getvalue(), end="")
+        bench = bench_mnist.main(bench_args)
         summary["bench"] = {k: v for k, v in bench.items() if not isinstance(v, dict)} | {
             "step_seconds": bench["step_seconds"]
         }

@@ -245,6 +245,19 @@ def test_bfloat16_keeps_the_residual_stream_and_the_projection_in_float32():
     torch.testing.assert_close(m.outputs(x), exact, rtol=2e-2, atol=1e-4)
 
 
+def test_frozen_low_precision_weights_change_no_number_and_never_block_gradients():
+    m = ResidualPairs(tiny(precision="bfloat16"), "pair", torch.Generator().manual_seed(0))
+    x = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = m(x)
+        with m.frozen():
+            assert m._frozen is not None and torch.equal(m(x), plain)
+    assert m._frozen is None
+    with m.frozen():  # with gradients on, the frozen copies are not used: V still gets its gradient
+        m(x).sum().backward()
+    assert all(v.grad is not None and v.grad.abs().sum() > 0 for v in m.V)
+
+
 # ---------------------------------------------------------------------- splits ----------------
 def _fake_data(n_train=600, n_test=200) -> MnistTensors:
     g = torch.Generator().manual_seed(0)
