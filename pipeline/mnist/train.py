@@ -8,8 +8,9 @@
 - The whole (sub)dataset is moved to the device once; each epoch's batches are slices of a
   `torch.randperm` drawn on the device from a seeded generator (no DataLoader).
 - After every epoch: train and test (or validation) accuracy and loss, drift of every network
-  and layer, one log line, and a checkpoint written atomically (temporary file + `os.replace`) holding the
-  model, the optimiser, the permutation generator's state and the metrics so far. A restarted
+  and layer, one log line, and a checkpoint written atomically (temporary file + `os.replace`)
+  holding the model, the optimiser, the permutation generator's state and the metrics so far.
+  Progress: tqdm bars (epochs, steps) on a terminal stream only. A restarted
   run with the same settings resumes from it, and on CPU ends with exactly the same per-epoch
   numbers as an uninterrupted run (only the timing columns differ).
 - A checkpoint is used only if its fingerprint (every config entry that changes the numbers,
