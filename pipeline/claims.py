@@ -53,6 +53,7 @@ COLUMNS = [
     "settings_supported",
     "settings_total",
     "fragile",
+    "timing_dependent",
     "evidence",
 ]
 # The studies whose claims.py holds claims, in report order.
@@ -64,7 +65,9 @@ class Part:
     """One part of a claim: a statistic, its interval, and the threshold the claim needs.
 
     `side` says where the statistic must lie for the claim: ">" / ">=" above the threshold,
-    "<" / "<=" below it. A part built with `verdict=NOT_RUN` carries no numbers.
+    "<" / "<=" below it. A part built with `verdict=NOT_RUN` carries no numbers. A part whose
+    statistic depends on measured wall time (and so may change between reruns of the same
+    config) says so with `timing_dependent=True`.
     """
 
     part: str
@@ -77,6 +80,7 @@ class Part:
     evidence: str = ""
     verdict: str = ""
     flip_threshold: float = math.nan
+    timing_dependent: bool = False
 
     def __post_init__(self):
         if not self.verdict:
@@ -160,6 +164,7 @@ def _row(claim: Claim, part: Part) -> dict:
         "ci_high": part.ci_high,
         "threshold": part.threshold,
         "flip_threshold": part.flip_threshold,
+        "timing_dependent": part.timing_dependent,
         "evidence": part.evidence,
     }
 
@@ -183,6 +188,7 @@ def evaluate_claim(claim: Claim, tables: Tables, th: Mapping) -> tuple[list[dict
                 "setting": json.dumps(setting, sort_keys=True, default=str),
                 **{f"setting_{k}": str(v) for k, v in setting.items()},
                 "verdict": combine(list(verdicts.values())),
+                "timing_dependent": any(p.timing_dependent for p in cell_parts),
                 **{f"part_{k}": v for k, v in verdicts.items()},
             }
         )
@@ -193,7 +199,11 @@ def evaluate_claim(claim: Claim, tables: Tables, th: Mapping) -> tuple[list[dict
     verdict = combine([p.verdict for p in parts])
     held = sum(c["verdict"] == SUPPORTED for c in cells)
     summary = Part(
-        "all", "every part", verdict=verdict, evidence="; ".join(f"({p.part}) {p.evidence}" for p in parts)
+        "all",
+        "every part",
+        verdict=verdict,
+        evidence="; ".join(f"({p.part}) {p.evidence}" for p in parts),
+        timing_dependent=any(p.timing_dependent for p in parts),
     )
     rows.append({**_row(claim, summary), "settings_supported": held, "settings_total": len(cells)})
     for row in rows:
@@ -212,7 +222,7 @@ def check_claims(tables: Tables, thresholds: Mapping) -> tuple[pd.DataFrame, pd.
         cells += c
     robustness = pd.DataFrame(cells)
     if robustness.empty:
-        robustness = pd.DataFrame(columns=["claim_id", "setting", "verdict"])
+        robustness = pd.DataFrame(columns=["claim_id", "setting", "verdict", "timing_dependent"])
     return pd.DataFrame(rows, columns=COLUMNS), robustness
 
 

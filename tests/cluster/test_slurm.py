@@ -55,7 +55,10 @@ VOLATILE = (
 # Figures are compared by name only; the numbers they show are compared through the tables.
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 # Table columns that hold measured durations or speeds rather than results.
-TIMING_COLUMN = re.compile(r"seconds|per_s\b|_time\b")
+TIMING_COLUMN = re.compile(r"seconds|per_s\b|_time\b|_cost_")
+# Claim rows (claims.csv, robustness.parquet) flagged `timing_dependent` are compared by
+# these columns only: their numbers and verdicts come from measured wall time.
+CLAIM_IDENTITY = re.compile(r"claim_id|part|claim|statistic|threshold|setting(_\w+)?")
 
 
 def _installed() -> bool:
@@ -253,6 +256,10 @@ def gpu_rules(work: Path) -> set[str]:
 
 def read_table(path: Path) -> pd.DataFrame:
     table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    if "timing_dependent" in table:
+        timed = table["timing_dependent"].astype(bool)
+        volatile = [c for c in table.columns if not CLAIM_IDENTITY.fullmatch(str(c))]
+        table[volatile] = table[volatile].astype(object).where(~timed, None)
     return table.drop(columns=[c for c in table.columns if TIMING_COLUMN.search(str(c))])
 
 
