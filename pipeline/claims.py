@@ -49,6 +49,7 @@ COLUMNS = [
     "ci_low",
     "ci_high",
     "threshold",
+    "side",
     "flip_threshold",
     "settings_supported",
     "settings_total",
@@ -163,6 +164,7 @@ def _row(claim: Claim, part: Part) -> dict:
         "ci_low": part.ci_low,
         "ci_high": part.ci_high,
         "threshold": part.threshold,
+        "side": part.side if math.isfinite(part.threshold) else "",
         "flip_threshold": part.flip_threshold,
         "timing_dependent": part.timing_dependent,
         "evidence": part.evidence,
@@ -256,3 +258,27 @@ def fmt(x: float) -> str:
 
 def interval(estimate: float, low: float, high: float) -> str:
     return f"{fmt(estimate)} [{fmt(low)}, {fmt(high)}]"
+
+
+def claims_markdown(claims: pd.DataFrame) -> str:
+    """The claims table as Markdown, one row per claim: its verdict, each part's estimate with
+    its interval against the threshold, and the robustness count (README's results table)."""
+    lines = [
+        "| claim | verdict | parts: estimate [95 % interval], what the claim needs | supported at |",
+        "| --- | --- | --- | --- |",
+    ]
+    for claim_id, rows in claims.groupby("claim_id", sort=True):
+        summary = rows[rows["part"].eq("all")].iloc[0]
+        parts = []
+        for p in rows[~rows["part"].eq("all")].itertuples():
+            numbers = "" if math.isnan(p.estimate) else f" {interval(p.estimate, p.ci_low, p.ci_high)}"
+            versus = "" if math.isnan(p.threshold) else f", needs {p.side} {fmt(p.threshold)}"
+            parts.append(f"({p.part}) {p.verdict}{numbers}{versus}")
+        verdict = f"**{summary['verdict']}**" + (" (fragile)" if summary["fragile"] else "")
+        settings = summary["settings_total"]
+        robust = f"{summary['settings_supported']} of {settings} settings" if settings else "no grid"
+        lines.append(
+            f"| {claim_id}. {summary['claim']} | {verdict} | {'; '.join(parts) or summary['evidence']} "
+            f"| {robust} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from pipeline.claims import (
     Part,
     all_claims,
     check_claims,
+    claims_markdown,
     combine,
     judge,
 )
@@ -335,6 +336,8 @@ def test_claim9(th):
     parts = {p.part: p for p in evaluate(9, updates_tables(speedup=2.0, spread=0.0), th)}
     assert parts["a"].estimate == pytest.approx(0.5) and parts["b"].estimate == pytest.approx(0.5 * 4 / 3)
     assert "one search costs 20 gradient steps" in parts["b"].evidence
+    # only part b (equal wall time) depends on measured time
+    assert {p.part for p in parts.values() if p.timing_dependent} == {"b"}
     # without noisy labels the Lipschitz and test-error parts are not run
     got = verdicts(evaluate(9, updates_tables(noises=(0.0,)), th))
     assert got == {"a": SUPPORTED, "b": SUPPORTED, "c": NOT_RUN, "d": NOT_RUN}
@@ -400,3 +403,18 @@ def test_check_claims_table_robustness_and_not_run(th):
     three = claims[claims["claim_id"].eq(3)].set_index("part")
     assert three.loc["all", "settings_total"] == 1 and three.loc["a", "settings_supported"] == 1
     assert (robustness[robustness["claim_id"] == 3]["setting"] == '{"delta": 0.005}').all()
+
+
+def test_claims_markdown_has_one_row_per_claim_with_its_parts(th):
+    tables = {"scalar": scalar_table(), "depth": depth_table(), **bias1d_tables(), "mnist": mnist_table()}
+    claims, _ = check_claims(tables, th)
+    rows = claims_markdown(claims).splitlines()
+    assert len(rows) == 2 + len(all_claims()) and all(r.startswith("| ") for r in rows)
+    by_id = {int(r.split(".")[0][2:]): r for r in rows[2:]}
+    assert sorted(by_id) == [c.claim_id for c in all_claims()]
+    three = claims[claims["claim_id"].eq(3)].set_index("part")
+    a = three.loc["a"]
+    assert f"**{three.loc['all', 'verdict']}**" in by_id[3]
+    assert f"(a) {a['verdict']} " in by_id[3] and f"needs {a['side']} " in by_id[3]
+    assert "1 of 1 settings" in by_id[3]
+    assert "no " in by_id[4] and "**not run**" in by_id[4]  # its table is absent: the reason instead

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.claims import COLUMNS, VERDICTS, all_claims
+from pipeline.claims import COLUMNS, VERDICTS, all_claims, claims_markdown
 from tests.helpers import copy_repo, fake_mnist_config, small_config, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -61,6 +61,8 @@ def test_claims_and_page_from_the_smoke_run(smoke_run):
     # every study is on in the smoke config: each claim gets a verdict from its data
     not_run = summary[summary["verdict"].eq("not run")]
     assert not_run.empty, not_run.to_string()
+    markdown = (work / "results" / "report" / "claims.md").read_text()
+    assert markdown == claims_markdown(claims) and markdown.count("\n") == 2 + len(summary)
 
     page = (work / "results" / "report" / "index.html").read_text()
     pngs = figure_pngs(work)

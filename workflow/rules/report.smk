@@ -26,6 +26,7 @@ rule report_claims:
             category="Claims",
             labels={"table": "claims"},
         ),
+        markdown="results/report/claims.md",
         robustness="results/report/robustness.parquet",
     log:
         "results/logs/report/claims.log",
