@@ -7,7 +7,7 @@
    The same two steps at a larger batch (--batch-large) show how the ratio grows once the
    per-step parameter traffic (Adam's float32 state, the V casts, the projection) is spread
    over more images.
-2. Alternatives to the model's bf16 layer loop, timed beside it: the colleague's prototype
+2. Alternatives to the model's bf16 layer loop, timed beside it: a first prototype
    (float32 ReLU, then cast), V cast to bf16 once per step for all layers, and autocast.
 3. Evaluation (forward only, eval batch) in float32 and bfloat16.
 4. The batched model (one `baddbmm` per layer over the 20 networks) vs a `ModuleList` loop over
@@ -85,7 +85,7 @@ class LoopModel(nn.Module):
 # Alternatives to ResidualPairs.networks in bfloat16 (residual variants), same numbers up to
 # rounding order; the model's own loop is the contender "bf16".
 class Prototype(ResidualPairs):
-    """The colleague's prototype: float32 ReLU (saved as float32 for backward), then cast."""
+    """The first prototype: float32 ReLU (saved as float32 for backward), then cast."""
 
     def networks(self, x):
         z = x.unsqueeze(0).expand(self.m, -1, -1)

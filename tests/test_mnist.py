@@ -40,6 +40,9 @@ TINY = small_config(
     {
         "mnist": {
             "device": "cpu",
+            # exact comparisons need float32 (the default is bfloat16); the precision tests
+            # set bfloat16 themselves
+            "precision": "float32",
             "epochs": 3,
             "batch_size": 32,
             "eval_batch_size": 100,

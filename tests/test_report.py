@@ -37,11 +37,25 @@ def small_png(path, color="C0"):
 def claims_frame():
     """Three claims: a supported one with two parts, a fragile one with one part, a not-run one."""
     part = dict(
-        statistic="share <x>", estimate=0.8, ci_low=0.7, ci_high=0.9, threshold=0.5, flip_threshold=0.7
+        statistic="share <x>",
+        estimate=0.8,
+        ci_low=0.7,
+        ci_high=0.9,
+        threshold=0.5,
+        side=">",
+        flip_threshold=0.7,
     )
     rows = [
         dict(claim_id=1, part="a", verdict="supported", settings_supported=3, settings_total=4, **part),
-        dict(claim_id=1, part="b", verdict="not supported", settings_supported=0, settings_total=4, **part),
+        dict(
+            claim_id=1,
+            part="b",
+            verdict="not supported",
+            settings_supported=0,
+            settings_total=4,
+            timing_dependent=True,
+            **part,
+        ),
         dict(claim_id=1, part="all", verdict="not supported", settings_supported=0, settings_total=4),
         dict(claim_id=2, part="a", verdict="supported", settings_supported=1, settings_total=4, **part),
         dict(
@@ -52,6 +66,7 @@ def claims_frame():
     df = pd.DataFrame(rows).assign(claim=lambda d: "claim text " + d["claim_id"].astype(str))
     df["evidence"] = [f"numbers <{i}> & more" for i in range(len(df))]
     df["fragile"] = df["fragile"].fillna(False).astype(bool)
+    df["timing_dependent"] = df["timing_dependent"].fillna(False).astype(bool)
     return df[COLUMNS]
 
 
@@ -159,6 +174,7 @@ def test_page_is_self_contained_with_every_section(tmp_path):
     assert page.count('class="badge supported"') == 3 + 1  # rows + summary line
     assert page.count('class="badge not-supported"') == 2 + 1
     assert page.count('class="badge fragile"') == 1
+    assert page.count("measured wall time: may change between reruns") == 1  # claim 1 b
     assert "0.8 [0.7, 0.9]" in page and "1 of 4" in page
     assert "numbers &lt;1&gt; &amp; more" in page and "share &lt;x&gt;" in page
     assert "<p>Loss &lt;vs&gt; depth.</p>\n<p>Second paragraph.</p>" in page
