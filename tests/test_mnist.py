@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -426,29 +427,23 @@ def test_progress_bars_are_quiet_unless_the_stream_is_a_terminal(synthetic, tmp_
 
 
 # ---------------------------------------------------------------------- sweep -------------------
-def test_sweep_writes_one_row_per_setting_and_epoch_on_the_validation_split(synthetic, tmp_path):
-    grid = tmp_path / "grid.yaml"
-    base = {"epochs": 2, "depth": 2, "conv": {"filters": 2}, "validation": 100, "batch_size": 64}
-    settings = {"base": {}, "fast": {"optimizer": {"lr": 3e-3, "warmup": 0.2, "schedule": "cosine"}}}
-    grid.write_text(yaml.safe_dump({"base": base, "variant": "pair", "seeds": [0], "settings": settings}))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "mnist_sweep.py"),
-            "--grid",
-            str(grid),
-            "--mnist-dir",
-            str(synthetic),
-            "--out",
-            str(tmp_path / "out"),
-            "--threads",
-            "1",
-        ],
+def run_sweep(grid: Path, mnist_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "bench" / "mnist_sweep.py"), "--grid", str(grid)]
+    return subprocess.run(
+        [*command, "--mnist-dir", str(mnist_dir), *args],
         capture_output=True,
         text=True,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
         timeout=300,
     )
+
+
+def test_sweep_writes_one_row_per_setting_and_epoch_on_the_validation_split(synthetic, tmp_path):
+    grid = tmp_path / "grid.yaml"
+    base = {"epochs": 2, "depth": 2, "conv": {"filters": 2}, "validation": 100, "batch_size": 64}
+    settings = {"base": {}, "fast": {"optimizer": {"lr": 3e-3, "warmup": 0.2, "schedule": "cosine"}}}
+    grid.write_text(yaml.safe_dump({"base": base, "variant": "pair", "seeds": [0], "settings": settings}))
+    proc = run_sweep(grid, synthetic, "--out", str(tmp_path / "out"), "--threads", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = pd.read_csv(tmp_path / "out" / "sweep.csv")
     assert sorted(zip(rows["setting"], rows["epoch"], strict=True)) == [
@@ -462,20 +457,7 @@ def test_sweep_writes_one_row_per_setting_and_epoch_on_the_validation_split(synt
     assert "fast" in proc.stdout and "test_acc" not in proc.stdout  # printed as validation accuracy
     # a grid that would evaluate on the test set is refused with one sentence
     grid.write_text(yaml.safe_dump({"base": {"validation": 0}, "settings": {"a": {}}}))
-    bad = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "mnist_sweep.py"),
-            "--grid",
-            str(grid),
-            "--mnist-dir",
-            str(synthetic),
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        timeout=300,
-    )
+    bad = run_sweep(grid, synthetic)
     assert bad.returncode == 1 and "validation" in bad.stderr and "Traceback" not in bad.stderr
 
 
