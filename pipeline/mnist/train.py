@@ -355,5 +355,9 @@ def train(
 
 
 def finish(checkpoint_dir: str | Path) -> None:
-    """Remove the checkpoint once the outputs are written (a later run with new settings starts afresh)."""
-    (Path(checkpoint_dir) / CHECKPOINT).unlink(missing_ok=True)
+    """Remove the checkpoint, and its folder if that is then empty, once the outputs are written
+    (a later run with new settings starts afresh)."""
+    folder = Path(checkpoint_dir)
+    (folder / CHECKPOINT).unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
