@@ -10,8 +10,8 @@
 3. bench/bench_mnist.py on the GPU (its own JSON beside the summary).
 
 Writes <out>/gpu_check.json (plus gpu_tests.xml, bench_mnist.json, the training log). Work:
-the default model is ~61.5 MFLOP per image forward, ~185 MFLOP per training image, so an epoch
-of 60000 images is ~11 TFLOP; on an H100 each run is bound by kernel launches and Adam's
+the default model is ~41.5 MFLOP per image forward, ~125 MFLOP per training image, so an epoch
+of 60000 images is ~7.5 TFLOP; on an H100 each run is bound by kernel launches and Adam's
 memory traffic more than by FLOPs (about 1-3 ms per step of 128, 469 steps): a few seconds
 per epoch, about a minute for the whole check plus start-up, within the 5-minute budget.
 """
