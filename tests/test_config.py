@@ -100,7 +100,7 @@ def test_mnist_part_numbers_are_the_block_with_the_parts_overrides():
     paper, comparison = mnist_part(config, "paper"), mnist_part(config, "comparison")
     assert "parts" not in paper and "enabled" not in paper and "threads" not in paper
     assert paper["epochs"] == config["mnist"]["epochs"] and paper["train_subset"] == 0
-    assert comparison["epochs"] == 10 and comparison["train_subset"] == 10000
+    assert comparison["epochs"] == 5 and comparison["train_subset"] == 10000
     assert {k for k in paper if paper[k] != comparison[k]} <= {"epochs", "train_subset"}
     assert list(mnist_parts(config)) == ["paper", "comparison"]
     assert mnist_parts(load_config({"mnist": {"parts": {"paper": None}}})) == {
