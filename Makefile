@@ -8,7 +8,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= all
-# Optional: a folder that already holds the four MNIST files (.gz or uncompressed).
+# Optional: a folder that already holds the four MNIST files (.gz or uncompressed): the data
+# stage of `make run` takes them from there, and `make test` runs the test that needs them.
 MNIST_DIR ?=
 # Optional: extra arguments for snakemake, e.g. ARGS="--configfile config/smoke.yaml".
 ARGS ?=
@@ -27,7 +28,7 @@ run: $(STAMP)
 	$(BIN)/snakemake $(SNAKEMAKE_ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	$(if $(MNIST_DIR),MNIST_DIR=$(abspath $(MNIST_DIR))) $(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

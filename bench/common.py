@@ -25,6 +25,15 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 
+def mnist_folders(given: str | None) -> list[Path]:
+    """Where a bench looks for the four MNIST files, in order: the folder it was given, else
+    $MNIST_DIR, else the data stage's output."""
+    if given:
+        return [Path(given)]
+    env = [Path(os.environ["MNIST_DIR"])] if os.environ.get("MNIST_DIR") else []
+    return [*env, REPO / "results" / "data" / "MNIST" / "raw"]
+
+
 def parser(name: str, doc: str, reps: int, threads: int) -> argparse.ArgumentParser:
     """The shared command line: --reps, --threads, --json (plus whatever the bench adds)."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])

@@ -5,7 +5,7 @@
 2. The default model (config.yaml's mnist block, part `paper`) trained for --epochs epochs in
    float32 and in bfloat16 on the GPU by the workflow's loop (`pipeline.mnist.train.train`):
    seconds per epoch (CUDA events), images/s, evaluation seconds, accuracies, Lipschitz bounds.
-   Data: --mnist-dir, else $MNIST_DIR, else the data stage's output or the shared copy, else a
+   Data: --mnist-dir, else $MNIST_DIR, else the data stage's output, else a
    synthetic MNIST-shaped set (random images: timings are valid, accuracies are not).
 3. bench/bench_mnist.py on the GPU (its own JSON beside the summary).
 
@@ -33,11 +33,6 @@ sys.path.insert(0, str(REPO / "bench"))
 
 BUDGET_S = 300
 NEEDED = ("torch", "numpy", "pandas", "yaml", "jsonschema", "tqdm", "pytest")
-DATA_DIRS = (
-    REPO / "results" / "data" / "MNIST" / "raw",
-    REPO / "shared" / "data" / "mnist",
-    REPO.parent / "shared" / "data" / "mnist",
-)
 
 
 def fail(sentence: str) -> None:
@@ -99,12 +94,11 @@ def gpu_tests(out: Path, timeout: float) -> dict:
 
 def find_data(given: str | None):
     import torch
+    from common import mnist_folders
 
     from pipeline.data import MnistTensors, load_mnist
 
-    for folder in (
-        [Path(given)] if given else [Path(p) for p in [os.environ.get("MNIST_DIR")] if p] + list(DATA_DIRS)
-    ):
+    for folder in mnist_folders(given):
         if folder.is_dir():
             try:
                 return load_mnist(folder), str(folder)

@@ -33,15 +33,13 @@ sys.path.insert(0, str(REPO))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from common import mnist_folders  # noqa: E402
 
 from pipeline.config import load_config, merge, numbers  # noqa: E402
 from pipeline.data import load_mnist  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
 from pipeline.mnist.train import finish, train  # noqa: E402
 
-# Where MNIST is looked for when --mnist-dir is not given: the data stage's output, then the
-# workplace's shared copy (the folder the tests use).
-DATA_DIRS = (REPO / "results" / "data" / "MNIST" / "raw", REPO.parent / "shared" / "data" / "mnist")
 GRID_KEYS = {"base", "variant", "seeds", "settings"}
 SHOWN = [
     "setting",
@@ -88,14 +86,12 @@ def setting_config(grid: dict, name: str) -> dict:
 
 
 def data_dir(given: str | None) -> Path:
-    if given:
-        return Path(given)
-    for folder in DATA_DIRS:
+    folders = mnist_folders(given)
+    for folder in folders:
         if folder.is_dir():
             return folder
-    raise UserError(
-        "No MNIST folder found (looked in " + ", ".join(map(str, DATA_DIRS)) + "); pass --mnist-dir DIR."
-    )
+    looked = ", ".join(map(str, folders))
+    raise UserError(f"No MNIST folder found (looked in {looked}); pass --mnist-dir DIR.")
 
 
 def run_one(cfg: dict, variant: str, seed: int, data, out: Path, name: str) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pipeline.data import FILES
-from tests.helpers import SHARED_MNIST, copy_repo, make_fake_mnist, snakemake
+from tests.helpers import REAL_MNIST, copy_repo, make_fake_mnist, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -38,11 +38,11 @@ def test_corrupt_file_fails_the_job_with_one_sentence_and_no_output(tmp_path):
     assert not list((work / "results" / "data").rglob("*-ubyte"))
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="no local copy of the real MNIST")
+@pytest.mark.skipif(REAL_MNIST is None or not REAL_MNIST.is_dir(), reason="MNIST_DIR names no folder")
 def test_real_mnist_from_local_folder(tmp_path):
 
     work = copy_repo(tmp_path / "wf")
-    snakemake(work, "--cores", "1", "mnist_data", "--config", f"mnist_dir={SHARED_MNIST}", timeout=300)
+    snakemake(work, "--cores", "1", "mnist_data", "--config", f"mnist_dir={REAL_MNIST}", timeout=300)
     from pipeline.data import load_mnist
 
     t = load_mnist(work / "results" / "data" / "MNIST" / "raw")
