@@ -16,7 +16,7 @@ ARGS ?=
 
 SNAKEMAKE_ARGS := --cores $(CORES) $(if $(MNIST_DIR),--config mnist_dir=$(abspath $(MNIST_DIR))) $(ARGS)
 
-.PHONY: run test lint venv clean gpu-check
+.PHONY: run test lint venv clean gpu-check results-readme
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -36,8 +36,14 @@ lint: $(STAMP)
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
+# Copy a run's results/report/claims.md (what ran, and the claims table) into the README.
+results-readme: $(STAMP)
+	$(BIN)/python -m pipeline.report readme results/report/claims.md README.md
+
 gpu-check:
 	PYTHON=$(PYTHON) bash bench/gpu_check.sh
 
-clean:
-	rm -rf results/data results/stability results/bias1d results/mnist results/report results/benchmarks results/logs .snakemake
+# Every folder a run writes under results/ (each registered study's and the shared ones, from
+# pipeline/studies.py) and .snakemake; results/README.md stays.
+clean: $(STAMP)
+	rm -rf $$($(BIN)/python -m pipeline.studies results-folders)

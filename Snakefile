@@ -19,11 +19,20 @@ validate(config, workflow.source_path("workflow/schemas/config.schema.yaml"))
 
 
 include: "workflow/rules/common.smk"
+
+
+report_replaced_resources()
+
+
 include: "workflow/rules/data.smk"
-include: "workflow/rules/stability.smk"
-include: "workflow/rules/bias1d.smk"
-include: "workflow/rules/mnist.smk"
-include: "workflow/rules/stepsize.smk"
+
+
+# One rule file per study of the registry (pipeline/studies.py), then the report.
+for study in studies.STUDIES:
+
+    include: f"workflow/rules/{study.name}.smk"
+
+
 include: "workflow/rules/report.smk"
 
 

@@ -19,8 +19,9 @@ import torch
 from common import alternate, parser, write_json
 
 from pipeline.bias1d import model as nets
-from pipeline.bias1d import study
+from pipeline.bias1d import plan, study
 from pipeline.bias1d.reference import train_one_by_one
+from pipeline.bias1d.summary import SEARCH
 from pipeline.config import load_config
 
 
@@ -40,9 +41,9 @@ def main(argv=None) -> dict:
     cfg = load_config()["bias1d"]
     depth = args.depth or cfg["depths"][0]
     opt = cfg["optimizer"]
-    runs = study.plan(cfg, depth)
+    runs = plan.plan(cfg, depth)
     keys = list(zip(runs["target"], runs["seed"], runs["noise_std"], strict=True))
-    data = {k: study.training_points(cfg, *k) for k in dict.fromkeys(keys)}
+    data = {k: plan.training_points(cfg, *k) for k in dict.fromkeys(keys)}
     x = torch.from_numpy(np.stack([data[k][0] for k in keys]))
     y = torch.from_numpy(np.stack([data[k][1] for k in keys]))
     p0 = study.initial_params(cfg, runs)
@@ -55,7 +56,7 @@ def main(argv=None) -> dict:
     def one_by_one():
         return train_one_by_one(p0.clone(), x, y, opt["lr"], momentum, args.iterations)
 
-    searched = np.flatnonzero(runs["method"].eq(study.SEARCH).to_numpy())
+    searched = np.flatnonzero(runs["method"].eq(SEARCH).to_numpy())
     if not len(searched):  # the depth has no comparison: time the search on the main grid's runs
         searched = np.arange(len(runs))
     sub, xs, ys = p0.select(searched), x[searched], y[searched]

@@ -16,17 +16,21 @@ import time
 import torch
 from common import matmul_gflops, parser, write_json
 
-from pipeline.stability import model as st
+from pipeline.linear import starts, theory
+from pipeline.linear.descent import gradient_descent
+from pipeline.linear.status import Monitoring
 
 
 def engine_seconds(runs, n, L, steps, dtype=torch.float32):
     g = torch.Generator().manual_seed(0)
-    targets = [st.random_target(n, 0.2, 2.0, "orthogonal", g) for _ in range(runs)]
+    targets = [starts.random_target(n, 0.2, 2.0, "orthogonal", g) for _ in range(runs)]
     R = torch.stack([t.R for t in targets]).to(dtype)
-    delta = torch.tensor([0.5 * st.delta_t1(L, t.rho) for t in targets], dtype=dtype)
+    delta = torch.tensor([0.5 * theory.delta_t1(L, t.rho) for t in targets], dtype=dtype)
     chains = [[torch.eye(n, dtype=dtype).expand(runs, n, n).clone() for _ in range(L)]]
     t0 = time.perf_counter()
-    res = st.gradient_descent(R, chains, [1], delta, steps, tol=1e-8, blowup=1e8, log_points=40)
+    res = gradient_descent(
+        R, chains, [1], delta, steps, Monitoring(tol=1e-8, tol_window=1, blowup=1e8, log_points=40)
+    )
     return time.perf_counter() - t0, res
 
 
@@ -35,7 +39,7 @@ def loop_seconds(runs, n, L, steps):
     g = torch.Generator().manual_seed(0)
     t_total = 0.0
     for _ in range(runs):
-        t = st.random_target(n, 0.2, 2.0, "orthogonal", g)
+        t = starts.random_target(n, 0.2, 2.0, "orthogonal", g)
         R = t.R.float()
         X = torch.linalg.qr(torch.randn(n, n, generator=g))[0] * n**0.5  # X X^T / N = I
         Y = R @ X
@@ -43,7 +47,7 @@ def loop_seconds(runs, n, L, steps):
         for layer in layers:
             torch.nn.init.eye_(layer.weight)
         model = torch.nn.Sequential(*layers)
-        opt = torch.optim.SGD(model.parameters(), lr=0.5 * float(st.delta_t1(L, t.rho)))
+        opt = torch.optim.SGD(model.parameters(), lr=0.5 * float(theory.delta_t1(L, t.rho)))
         t0 = time.perf_counter()
         for _ in range(steps):
             opt.zero_grad()

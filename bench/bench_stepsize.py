@@ -18,20 +18,22 @@ Writes the numbers as JSON (--json). Cores shared with other work make the ratio
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 from common import alternate, parser, write_json
 
 from pipeline.config import load_config
-from pipeline.stability import model as st
+from pipeline.linear import network, starts, theory
+from pipeline.linear.status import Monitoring
 from pipeline.stepsize import model as ss
-from pipeline.stepsize.study import engine_kwargs
+from pipeline.stepsize.study import rule_settings
 
 
 def curvature_batch(runs, n, L, seed=0):
     g = torch.Generator().manual_seed(seed)
-    R = torch.stack([st.random_target(n, 0.2, 2.0, "orthogonal", g).R for _ in range(runs)])
+    R = torch.stack([starts.random_target(n, 0.2, 2.0, "orthogonal", g).R for _ in range(runs)])
     chains = [[torch.eye(n, dtype=torch.float64).expand(runs, n, n).clone() for _ in range(L)]]
     start = torch.randn(runs, L * n * n, dtype=torch.float64, generator=g)
     return R, chains, ["curvature"] * runs, np.full(runs, np.nan), np.full(runs, 1e3), start
@@ -40,9 +42,9 @@ def curvature_batch(runs, n, L, seed=0):
 def mixed_scalar_batch(instances, L, factors, seed=0):
     g = torch.Generator().manual_seed(seed)
     rules, d0, w0 = [], [], []
-    ref = float(st.delta_star(L, 2.0))
+    ref = float(theory.delta_star(L, 2.0))
     for _ in range(instances):
-        w = st.init_scalar("random", L, 2.0, g, 0.05, 0.5)
+        w = starts.init_scalar("random", L, 2.0, g, 0.05, 0.5)
         for rule in ss.RULES:
             for f in [np.nan] if rule == "curvature" else factors:
                 rules.append(rule)
@@ -77,14 +79,14 @@ def batched_vs_loop(batch, iterations, kw, loop_runs):
 def cost_weights(runs, n, L, reps):
     R, chains, *_ = curvature_batch(runs, n, L, seed=1)
     chains = [[w + 0.1 for w in chains[0]]]
-    hvp, D = st.hessian_vector_product(R, chains, [1])
+    hvp, D = network.hessian_vector_product(R, chains, [1])
     v = torch.randn(runs, D, dtype=torch.float64)
     t = alternate(
         {
-            "grad": lambda: st.loss_and_gradients(R, chains, [1]),
+            "grad": lambda: network.loss_and_gradients(R, chains, [1]),
             "hvp": lambda: hvp(v),
-            "hvp_with_graph": lambda: st.hessian_vector_product(R, chains, [1])[0](v),
-            "loss": lambda: st.loss(R, chains, [1]),
+            "hvp_with_graph": lambda: network.hessian_vector_product(R, chains, [1])[0](v),
+            "loss": lambda: network.loss(R, chains, [1]),
         },
         reps,
     )
@@ -99,7 +101,7 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     cfg = load_config()["stepsize"]
-    kw = {**engine_kwargs(cfg), "tol": 0.0}
+    kw = {"monitoring": replace(Monitoring.from_config(cfg), tol=0.0), "rules": rule_settings(cfg)}
     n, L = 10, 4
     res = [
         batched_vs_loop(curvature_batch(a.runs, n, L), a.iterations, kw, a.loop_runs) for _ in range(a.reps)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from common import mnist_folders  # noqa: E402
 from pipeline.config import load_config, merge, numbers  # noqa: E402
 from pipeline.data import load_mnist  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
-from pipeline.mnist.train import finish, train  # noqa: E402
+from pipeline.mnist.train import train  # noqa: E402
 
 GRID_KEYS = {"base", "variant", "seeds", "settings"}
 SHOWN = [
@@ -111,7 +112,7 @@ def run_one(cfg: dict, variant: str, seed: int, data, out: Path, name: str) -> p
     run.parent.mkdir(parents=True, exist_ok=True)
     rows = json.loads(metrics.to_json(orient="records"))
     run.write_text(json.dumps({"cfg": cfg, "variant": variant, "rows": rows}, indent=1) + "\n")
-    finish(ckpt)
+    shutil.rmtree(ckpt, ignore_errors=True)
     return metrics
 
 

@@ -32,10 +32,11 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import import_module
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from pipeline.studies import STUDIES
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_RUN = "supported", "not supported", "inconclusive", "not run"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_RUN)
@@ -57,8 +58,6 @@ COLUMNS = [
     "timing_dependent",
     "evidence",
 ]
-# The studies whose claims.py holds claims, in report order.
-STUDIES = ("stability", "bias1d", "mnist", "stepsize")
 
 
 @dataclass
@@ -149,7 +148,7 @@ class Claim:
 
 def all_claims() -> list[Claim]:
     """Every claim of every study, by claim id."""
-    claims = [c for study in STUDIES for c in import_module(f"pipeline.{study}.claims").CLAIMS]
+    claims = [c for study in STUDIES for c in import_module(study.module("claims")).CLAIMS]
     return sorted(claims, key=lambda c: c.claim_id)
 
 
@@ -172,7 +171,7 @@ def _row(claim: Claim, part: Part) -> dict:
 
 
 def evaluate_claim(claim: Claim, tables: Tables, th: Mapping) -> tuple[list[dict], list[dict]]:
-    """(rows of claims.csv, rows of the robustness table) of one claim."""
+    """(rows of claims.csv, rows of the settings table) of one claim."""
     missing = [name for name in claim.tables if tables.get(name) is None or tables[name].empty]
     if missing:
         why = f"no {', '.join(missing)} table: its study is switched off in config or wrote nothing"
@@ -216,16 +215,16 @@ def evaluate_claim(claim: Claim, tables: Tables, th: Mapping) -> tuple[list[dict
 
 
 def check_claims(tables: Tables, thresholds: Mapping) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(claims table with COLUMNS, robustness table: one row per claim and setting)."""
+    """(claims table with COLUMNS, settings table: the verdict per claim and robustness setting)."""
     rows, cells = [], []
     for claim in all_claims():
         r, c = evaluate_claim(claim, tables, thresholds)
         rows += r
         cells += c
-    robustness = pd.DataFrame(cells)
-    if robustness.empty:
-        robustness = pd.DataFrame(columns=["claim_id", "setting", "verdict", "timing_dependent"])
-    return pd.DataFrame(rows, columns=COLUMNS), robustness
+    settings = pd.DataFrame(cells)
+    if settings.empty:
+        settings = pd.DataFrame(columns=["claim_id", "setting", "verdict", "timing_dependent"])
+    return pd.DataFrame(rows, columns=COLUMNS), settings
 
 
 def select(df: pd.DataFrame, setting: Mapping) -> pd.DataFrame:
@@ -237,13 +236,6 @@ def select(df: pd.DataFrame, setting: Mapping) -> pd.DataFrame:
             col = df[key]
             mask &= np.isclose(col, value) if isinstance(value, float) else (col == value).to_numpy()
     return df[mask]
-
-
-def read_table(path: str | Path | None) -> pd.DataFrame | None:
-    """A Parquet table, or None where no path is given or the file does not exist."""
-    if path is None or not Path(path).is_file():
-        return None
-    return pd.read_parquet(path)
 
 
 # ------------------------------------------------------------------ evidence formatting ---

@@ -1,4 +1,5 @@
-"""Figures of the claims: the robustness map (a pure function of the robustness table).
+"""Figures of the claims: the robustness map (a pure function of the settings table: the verdict
+of every claim at every setting of its robustness grid).
 
 One panel per claim: every setting of its robustness grid is a cell coloured by the claim's
 verdict there; the x axis is the setting key with the most values, the y axis lists the
@@ -33,7 +34,7 @@ def _label(value) -> str:
 @figure("robustness")
 def robustness(tables: dict[str, pd.DataFrame], settings: dict):
     """Verdict of every claim at every setting of its robustness grid."""
-    cells = tables["robustness"]
+    cells = tables["settings"]
     claims = sorted(cells["claim_id"].unique()) if len(cells) else []
     heights = []
     grids = []

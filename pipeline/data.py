@@ -15,11 +15,14 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from pipeline.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the data stage needs none
+    import torch
 
 FILES = (
     "train-images-idx3-ubyte",
@@ -174,11 +177,15 @@ class MnistTensors:
 
 
 def _images(path: Path) -> torch.Tensor:
+    import torch
+
     pixels = torch.from_numpy(read_idx(path).astype(np.float32) / 255.0)
     return ((pixels - MNIST_MEAN) / MNIST_STD).unsqueeze(1)
 
 
 def _labels(path: Path) -> torch.Tensor:
+    import torch
+
     return torch.from_numpy(read_idx(path).astype(np.int64))
 
 

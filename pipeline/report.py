@@ -11,6 +11,7 @@ import base64
 import hashlib
 import io
 import json
+import math
 import os
 import platform
 import subprocess
@@ -24,17 +25,12 @@ import pandas as pd
 from docutils.core import publish_parts
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-# Study keys in report order, with their section titles.
-STUDY_TITLES = {
-    "stability": "Lyapunov stability of gradient descent (docs/science.md sections 1-2)",
-    "bias1d": "Convex residual pairs in 1-D: bias initialisation (docs/science.md sections 3-4)",
-    "mnist": "MNIST with 20 convex residual networks (docs/science.md section 5)",
-    "stepsize": "State-dependent step sizes, ours (docs/science.md section 6.1)",
-    "report": "Robustness of the verdicts over the settings the paper left open",
-}
+from pipeline.studies import STUDIES
+
+REPORT_TITLE = "Robustness of the verdicts over the settings the paper left open"
+
 PACKAGES = (
     "torch",
-    "torchvision",
     "snakemake",
     "pandas",
     "numpy",
@@ -43,8 +39,11 @@ PACKAGES = (
     "pyarrow",
     "jsonschema",
     "pyyaml",
+    "jinja2",
+    "docutils",
+    "tqdm",
 )
-BENCHMARK_COLUMNS = ["job", "study", "s", "max_rss", "cpu_time"]
+BENCHMARK_COLUMNS = ["job", "study", "s", "max_rss", "cpu_time", "end"]
 VERDICT_ORDER = ("supported", "not supported", "inconclusive", "not run")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -169,33 +168,37 @@ def config_digest(config: Mapping) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def read_benchmarks(folder: str | Path) -> pd.DataFrame:
-    """Per-job wall times from Snakemake's benchmark TSVs under `folder` (one row per file).
+def _mean(tsv: pd.DataFrame, col: str) -> float:
+    return float(pd.to_numeric(tsv[col], errors="coerce").mean()) if col in tsv else math.nan
 
-    `job` is the file's path below `folder` without `.tsv`; `study` its first folder. Repeated
-    benchmarks (several rows in one file) are averaged.
+
+def read_benchmarks(paths: Sequence[str | Path], folder: str | Path = "results/benchmarks") -> pd.DataFrame:
+    """Per-job wall times from the Snakemake benchmark TSVs `paths` of a run's jobs (one row per
+    file; missing or empty files are skipped).
+
+    `job` is the file's path below `folder` without `.tsv`; `study` its first folder; `end` the
+    file's modification time (when its job ended). Repeated benchmarks (several rows in one
+    file) are averaged.
     """
-    folder = Path(folder)
     rows = []
-    for path in sorted(folder.rglob("*.tsv")) if folder.is_dir() else []:
+    for path in map(Path, sorted(map(str, paths))):
         try:
             tsv = pd.read_csv(path, sep="\t")
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError):
             continue
         if tsv.empty or "s" not in tsv:
             continue
-        rel = path.relative_to(folder).with_suffix("")
+        rel = (
+            path.relative_to(folder).with_suffix("") if path.is_relative_to(folder) else path.with_suffix("")
+        )
         rows.append(
             {
                 "job": rel.as_posix(),
                 "study": rel.parts[0] if len(rel.parts) > 1 else "",
                 "s": float(tsv["s"].mean()),
-                "max_rss": float(pd.to_numeric(tsv.get("max_rss"), errors="coerce").mean())
-                if "max_rss" in tsv
-                else float("nan"),
-                "cpu_time": float(pd.to_numeric(tsv.get("cpu_time"), errors="coerce").mean())
-                if "cpu_time" in tsv
-                else float("nan"),
+                "max_rss": _mean(tsv, "max_rss"),
+                "cpu_time": _mean(tsv, "cpu_time"),
+                "end": path.stat().st_mtime,
             }
         )
     return pd.DataFrame(rows, columns=BENCHMARK_COLUMNS)
@@ -208,12 +211,13 @@ def build_sections(
 
     `captions` are the caption files (`<study>_<figure stem>.rst`) to take the captions from.
     """
+    titles = {s.name: s.title for s in STUDIES} | {"report": REPORT_TITLE}
     listed = set(figures) | set(enabled)
-    studies = [s for s in STUDY_TITLES if s in listed] + sorted(listed - set(STUDY_TITLES))
+    studies = [s for s in titles if s in listed] + sorted(listed - set(titles))
     sections = []
     for study in studies:
         pngs = list(figures.get(study, []))
-        section = Section(study, STUDY_TITLES.get(study, study), bool(enabled.get(study, bool(pngs))))
+        section = Section(study, titles.get(study, study), bool(enabled.get(study, bool(pngs))))
         for png in pngs:
             section.figures.append(Figure(Path(png).stem, Path(png), caption_html(png, study, captions)))
         sections.append(section)
@@ -328,10 +332,87 @@ def render_html(
     )
 
 
-def provenance(repo: str | Path, digest: str) -> dict[str, str]:
-    """Git state, package versions, device and the config's digest, as label -> text."""
-    items = {"git commit": git_state(repo)}
+def run_times(benchmarks: pd.DataFrame) -> dict[str, float]:
+    """From the benchmark table of a run's jobs (`read_benchmarks`): `jobs_seconds`, the sum of
+    their wall times, and `elapsed_seconds`, from the start of the first to the end of the last
+    (a file is written when its job ends; its start is that minus its wall time)."""
+    if benchmarks.empty:
+        return {"jobs_seconds": math.nan, "elapsed_seconds": math.nan}
+    start = (benchmarks["end"] - benchmarks["s"]).min()
+    return {
+        "jobs_seconds": float(benchmarks["s"].sum()),
+        "elapsed_seconds": float(benchmarks["end"].max() - start),
+    }
+
+
+def provenance(
+    repo: str | Path, config_files: Sequence[str], digest: str, devices: Sequence[str] = ()
+) -> dict:
+    """What produced the results, as label -> text: the config files given (in order), the digest
+    of the merged config, the git commit and whether the tree was dirty, the versions, the
+    machine, and the devices the studies trained on (e.g. the MNIST runs' `device` column)."""
+    items = {"config files": ", ".join(map(str, config_files)) or "(none)", "config sha256": digest}
+    items["git commit"] = git_state(repo)
     items.update({f"version {k}": v for k, v in package_versions().items()})
     items.update(device_info())
-    items["config sha256"] = digest
+    items["training devices"] = ", ".join(sorted(set(devices))) or "cpu"
     return items
+
+
+def column(label: str) -> str:
+    """The claims.csv column of a provenance label: 'version torch' -> 'version_torch'."""
+    return label.lower().replace(" ", "_")
+
+
+def results_markdown(items: Mapping[str, str], times: Mapping[str, float], claims_table: str) -> str:
+    """claims.md: a paragraph saying what ran (from the provenance and the job times), how to
+    read the verdicts, then the claims table (`pipeline.claims.claims_markdown`)."""
+    versions = ", ".join(
+        f"{k.removeprefix('version ')} {v}" for k, v in items.items() if k.startswith("version ")
+    )
+    minutes = (
+        f"{times['elapsed_seconds'] / 60:.1f} min from the first job's start to the last job's end "
+        f"({times['jobs_seconds'] / 60:.1f} min summed over jobs)"
+        if math.isfinite(times.get("elapsed_seconds", math.nan))
+        else "unknown (no benchmark files)"
+    )
+    ran = (
+        f"The run: config files `{items.get('config files', '?')}` (merged config sha256 "
+        f"`{items.get('config sha256', '?')[:12]}`), commit `{items.get('git commit', '?')}`, "
+        f"{items.get('CPU', '?')}, CUDA {items.get('CUDA', '?')}, "
+        f"trained on {items.get('training devices', '?')}; "
+        f"{versions}. Wall time: {minutes}."
+    )
+    how = (
+        "Verdicts: **supported** when the whole 95 % interval lies on the claim's side of its "
+        "threshold, **not supported** when it lies on the other side, **inconclusive** when it "
+        'straddles it; "supported at" counts the settings of the claim\'s robustness grid where '
+        "it also holds."
+    )
+    return f"{ran}\n\n{how}\n\n{claims_table}"
+
+
+def readme_block(
+    markdown: str, readme: str, begin: str = "<!-- results:begin -->", end: str = "<!-- results:end -->"
+) -> str:
+    """`readme` with the text between its `begin` and `end` markers replaced by `markdown`."""
+    if begin not in readme or end not in readme:
+        raise ValueError(f"the README has no {begin} ... {end} block")
+    head, rest = readme.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{markdown.rstrip()}\n{end}{tail}"
+
+
+def main(argv: Sequence[str]) -> None:
+    """`python -m pipeline.report readme CLAIMS_MD README`: copy a run's claims.md (provenance
+    header and claims table) into the README's results block."""
+    if len(argv) != 3 or argv[0] != "readme":
+        raise SystemExit("usage: python -m pipeline.report readme results/report/claims.md README.md")
+    readme = Path(argv[2])
+    readme.write_text(readme_block(Path(argv[1]).read_text(), readme.read_text()))
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

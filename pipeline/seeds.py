@@ -7,9 +7,12 @@ same on every machine and run; a new purpose or replicate gives an unrelated str
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # imported by generator() only: claim and figure jobs need no torch
+    import torch
 
 
 def derive_seed(*key) -> int:
@@ -20,6 +23,8 @@ def derive_seed(*key) -> int:
 
 def generator(*key) -> torch.Generator:
     """A CPU torch generator seeded from `key`."""
+    import torch
+
     return torch.Generator().manual_seed(derive_seed(*key))
 
 

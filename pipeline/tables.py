@@ -20,17 +20,12 @@ def concat_tables(paths: Iterable[str | Path]) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 
 
-def write_tables(tables: Mapping[str, object], paths: Mapping[str, str | Path]) -> None:
-    """Write `tables[name]` to `paths[name]` for every name of `paths`, by the path's suffix:
-    .parquet and .csv for DataFrames, .pt (torch.save) for anything else, e.g. a model state."""
+def write_tables(tables: Mapping[str, pd.DataFrame], paths: Mapping[str, str | Path]) -> None:
+    """Write `tables[name]` to `paths[name]` for every name of `paths`, as .parquet or .csv."""
     for name, path in paths.items():
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".pt":
-            import torch
-
-            torch.save(tables[name], path)
-        elif path.suffix == ".csv":
+        if path.suffix == ".csv":
             tables[name].to_csv(path, index=False)
         else:
             tables[name].to_parquet(path, index=False)

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
+from pipeline.bias1d import measure, plan, study, summary
 from pipeline.bias1d import model as nets
-from pipeline.bias1d import study
 from pipeline.bias1d.reference import train_one_by_one
 from pipeline.errors import UserError
+from pipeline.shard import Shard
 from tests.helpers import dry_run, small_config
 
 SHRUNK = {
@@ -112,7 +113,7 @@ def test_piecewise_target_represented_exactly_with_biases_at_breakpoints(cfg):
         kinks = nets.pair_breakpoints(params)[0][active]
         np.testing.assert_allclose(np.sort(kinks), kx[1:-1], atol=1e-12)
         assert nets.exact_lipschitz(params, -1, 1)[0] == pytest.approx(
-            study.target_lipschitz(cfg, "piecewise")
+            plan.target_lipschitz(cfg, "piecewise")
         )
     with pytest.raises(ValueError, match="too small"):
         nets.represent_piecewise(kx, ky, 1)
@@ -121,9 +122,9 @@ def test_piecewise_target_represented_exactly_with_biases_at_breakpoints(cfg):
 def test_target_lipschitz_matches_dense_derivative(cfg):
     grid = np.linspace(cfg["data"]["low"], cfg["data"]["high"], 200_001)
     for name in ("piecewise", "sine"):
-        v = study.target_values(cfg, name, grid)
+        v = plan.target_values(cfg, name, grid)
         dense = np.abs(np.diff(v)).max() / (grid[1] - grid[0])
-        assert study.target_lipschitz(cfg, name) == pytest.approx(dense, rel=1e-4)
+        assert plan.target_lipschitz(cfg, name) == pytest.approx(dense, rel=1e-4)
 
 
 def test_batched_training_equals_one_by_one_torch_sgd_nesterov():
@@ -140,15 +141,15 @@ def test_batched_training_equals_one_by_one_torch_sgd_nesterov():
 
 
 def test_shard_runs_equal_runs_trained_alone(cfg):
-    whole = study.run_shard(cfg, depth=5)["runs"].set_index("run_id")
-    alone = study.run_shard(cfg, depth=5, targets=["sine"])["runs"].set_index("run_id")
+    whole = study.run_shard(cfg, Shard({"depth": 5}))["runs"].set_index("run_id")
+    alone = study.run_shard({**cfg, "targets": ["sine"]}, Shard({"depth": 5}))["runs"].set_index("run_id")
     cols = ["final_mse", "lipschitz", "bias_drift_rel_max", "weight_drift_median"]
     pd.testing.assert_frame_equal(whole.loc[alone.index, cols], alone[cols], rtol=1e-10)
 
 
 def test_same_config_same_tables_and_contract_columns(cfg):
-    a = study.run_shard(cfg, depth=4)
-    b = study.run_shard(cfg, depth=4)
+    a = study.run_shard(cfg, Shard({"depth": 4}))
+    b = study.run_shard(cfg, Shard({"depth": 4}))
     for name in a:
         if name != "timing":  # measured wall seconds
             pd.testing.assert_frame_equal(a[name], b[name], check_exact=True)
@@ -293,35 +294,35 @@ def test_training_with_searches_resets_the_momentum_of_moved_biases_only():
 
 
 def test_test_error_against_the_true_target_on_the_grid(cfg):
-    runs = study.plan(cfg, depth=4)
+    runs = plan.plan(cfg, depth=4)
     runs = runs[runs["noise_std"] > 0].iloc[:3]
     p = study.initial_params(cfg, runs).numpy()
     grid = np.linspace(cfg["data"]["low"], cfg["data"]["high"], cfg["grid_points"])
     direct = [
         np.mean((nets.pair_values({k: (v[:, [r]] if v.ndim == 3 else v[[r]]) for k, v in p.items()}, grid)[0]
-                 - study.target_values(cfg, t, grid)) ** 2)
+                 - plan.target_values(cfg, t, grid)) ** 2)
         for r, t in enumerate(runs["target"])
     ]  # fmt: skip
-    np.testing.assert_allclose(study.test_error(cfg, runs, p), direct, rtol=1e-13)
+    np.testing.assert_allclose(measure.test_error(cfg, runs, p), direct, rtol=1e-13)
     data = [
-        study.training_points(cfg, t, s, n)
+        plan.training_points(cfg, t, s, n)
         for t, s, n in zip(runs["target"], runs["seed"], runs["noise_std"], strict=True)
     ]
     xs, ys = (np.stack([d[k] for d in data]) for k in (0, 1))
-    m = study.measure(cfg, runs, p, p, xs, ys)
+    m = measure.measure(cfg, runs, p, p, xs, ys)
     np.testing.assert_allclose(m["test_mse"], direct, rtol=1e-13)
     assert not np.allclose(m["test_mse"], m["final_mse"])  # noisy labels: test != training error
 
 
 def test_noise_free_data_and_the_comparison_leave_the_main_grid_as_it_was(cfg):
     for target in cfg["targets"]:
-        x, y = study.training_points(cfg, target, 1, 0.0)
-        assert np.array_equal(y, study.target_values(cfg, target, x))
-        x1, y1 = study.training_points(cfg, target, 1, 0.1)
+        x, y = plan.training_points(cfg, target, 1, 0.0)
+        assert np.array_equal(y, plan.target_values(cfg, target, x))
+        x1, y1 = plan.training_points(cfg, target, 1, 0.1)
         assert np.array_equal(x1, x) and np.allclose(np.std(y1 - y), 0.1, rtol=0.5)
     off = copy.deepcopy(cfg)
     off["updates"]["enabled"] = False
-    without, with_ = study.run_shard(off, depth=4), study.run_shard(cfg, depth=4)
+    without, with_ = study.run_shard(off, Shard({"depth": 4})), study.run_shard(cfg, Shard({"depth": 4}))
     assert not without["runs"]["comparison"].any() and without["progress"].empty
     main = with_["runs"]["main_grid"]
     assert with_["runs"]["run_id"][main].tolist() == without["runs"]["run_id"].tolist()
@@ -347,26 +348,26 @@ def test_noise_free_data_and_the_comparison_leave_the_main_grid_as_it_was(cfg):
 
 
 def test_equal_time_takes_the_last_step_within_the_gradient_runs_time(cfg):
-    tables = study.run_shard(cfg, depth=4)
+    tables = study.run_shard(cfg, Shard({"depth": 4}))
     runs, prog = tables["runs"], tables["progress"]
     timing = tables["timing"].assign(
         seconds_per_run_step=1.0, seconds_per_run_search=10.0
     )  # search = 10 steps
-    eq = study.equal_time(runs[runs["comparison"]], prog, timing, 300).set_index("run_id")
+    eq = summary.equal_time(runs[runs["comparison"]], prog, timing, 300).set_index("run_id")
     is_search = runs.set_index("run_id").loc[eq.index, "method"].eq("kink_search")
     assert (eq.loc[~is_search, "step"] == 300).all()
     # a search every 50 steps costs 10: within 300 step-times, 250 steps and 5 searches (= 300)
     steps = sorted(prog["step"].unique())
     best = max(s for s in steps if s + 10 * (s // 50) <= 300)
     assert (eq.loc[is_search, "step"] == best).all()
-    costs = study.run_costs(runs[runs["comparison"]], timing)
+    costs = summary.run_costs(runs[runs["comparison"]], timing)
     fit = costs["steps_to_fit"].notna() & costs["method"].eq("kink_search")
     expect = costs.loc[fit, "steps_to_fit"] + 10 * np.floor(costs.loc[fit, "steps_to_fit"] / 50)
     np.testing.assert_allclose(costs.loc[fit, "seconds_to_fit"], expect)
 
 
 def test_same_seed_shares_draws_across_intervals(cfg):
-    runs = study.plan(cfg, depth=6)
+    runs = plan.plan(cfg, depth=6)
     p = study.initial_params(cfg, runs)
     narrow = runs.index[
         (runs["interval"] == "narrow25") & (runs["seed"] == 1) & (runs["target"] == "piecewise")
@@ -384,11 +385,11 @@ def test_same_seed_shares_draws_across_intervals(cfg):
 
 def test_measures_of_an_untrained_run(cfg):
     """At the initial parameters nothing moved, the biases keep their order, a reset loses nothing."""
-    runs = study.plan(cfg, depth=6).iloc[:4]
+    runs = plan.plan(cfg, depth=6).iloc[:4]
     p0 = study.initial_params(cfg, runs).numpy()
-    data = [study.training_points(cfg, t, s) for t, s in zip(runs["target"], runs["seed"], strict=True)]
+    data = [plan.training_points(cfg, t, s) for t, s in zip(runs["target"], runs["seed"], strict=True)]
     xs, ys = (np.stack([d[k] for d in data]) for k in (0, 1))
-    m = study.measure(cfg, runs, p0, p0, xs, ys)
+    m = measure.measure(cfg, runs, p0, p0, xs, ys)
     assert (m["kinks_moved_lt_spacing"] == m["kinks_active"]).all() and (m["kinks_active"] > 0).all()
     assert (m["bias_drift_median"] == 0).all() and np.allclose(m["bias_rank_corr"], 1.0)
     assert np.allclose(m["reset_biases_loss"], 0.0) and np.allclose(m["mse_reset_weights"], m["final_mse"])
@@ -401,15 +402,15 @@ def test_missed_regions():
     fit[2:5] += 0.5  # three points off, parallel to the data: close
     fit[7:10] = 0.0  # three points off, flat where the data rise: not close
     fit[6] += 0.5  # a lone missed point is no region
-    assert study.missed_regions(x, y, fit, tol=0.05) == (2, 1)
-    assert study.missed_regions(x, y, y, tol=0.05) == (0, 0)
+    assert measure.missed_regions(x, y, fit, tol=0.05) == (2, 1)
+    assert measure.missed_regions(x, y, y, tol=0.05) == (0, 0)
 
 
 def test_divergence_is_an_outcome_not_an_exception(cfg):
     c = copy.deepcopy(cfg)
     c["optimizer"]["lr"] = 50.0
     c["optimizer"]["iterations"] = 200
-    runs = study.run_shard(c, depth=4, targets=["piecewise"])["runs"]
+    runs = study.run_shard({**c, "targets": ["piecewise"]}, Shard({"depth": 4}))["runs"]
     assert (runs["status"] == "diverged").any()
     bad = runs[runs["status"] == "diverged"]
     assert bad["lipschitz"].isna().all() and (bad["fitted_fraction"] == 0).all()

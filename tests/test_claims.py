@@ -126,25 +126,36 @@ def scalar_table(random_limit=0.5, identity_limit=1.0, converged_above=0, seeds=
 
 
 def test_claim1(th):
-    assert verdicts(evaluate(1, {"scalar": scalar_table()}, th)) == {
+    assert verdicts(evaluate(1, {"stability/scalar/runs": scalar_table()}, th)) == {
         "a": INCONCLUSIVE,
         "b": SUPPORTED,
         "c": SUPPORTED,
     }
     # with many runs above delta*_L and none converging, the check (a) holds
     many = pd.concat([scalar_table().assign(seed=lambda d, k=k: d["seed"] + 100 * k) for k in range(200)])
-    assert verdicts(evaluate(1, {"scalar": many}, th))["a"] == SUPPORTED
-    assert verdicts(evaluate(1, {"scalar": scalar_table(converged_above=40)}, th))["a"] == NOT_SUPPORTED
-    assert verdicts(evaluate(1, {"scalar": scalar_table(identity_limit=0.6)}, th))["b"] == NOT_SUPPORTED
-    assert verdicts(evaluate(1, {"scalar": scalar_table(random_limit=1.0)}, th))["c"] == NOT_SUPPORTED
+    assert verdicts(evaluate(1, {"stability/scalar/runs": many}, th))["a"] == SUPPORTED
+    assert (
+        verdicts(evaluate(1, {"stability/scalar/runs": scalar_table(converged_above=40)}, th))["a"]
+        == NOT_SUPPORTED
+    )
+    assert (
+        verdicts(evaluate(1, {"stability/scalar/runs": scalar_table(identity_limit=0.6)}, th))["b"]
+        == NOT_SUPPORTED
+    )
+    assert (
+        verdicts(evaluate(1, {"stability/scalar/runs": scalar_table(random_limit=1.0)}, th))["c"]
+        == NOT_SUPPORTED
+    )
 
 
 def test_claim2_uses_the_lanczos_residual(th):
     df = scalar_table()
-    assert verdicts(evaluate(2, {"scalar": df}, th)) == {"a": INCONCLUSIVE}  # 126 runs: CP high > 0.001
+    assert verdicts(evaluate(2, {"stability/scalar/runs": df}, th)) == {
+        "a": INCONCLUSIVE
+    }  # 126 runs: CP high > 0.001
     conv = df["status"].eq("converged")
     bad = df.assign(sharpness_residual=np.where(conv, 0.05 * df["sharpness"], 0.0))  # pushes 0.99 to 1.04
-    parts = evaluate(2, {"scalar": bad}, th)
+    parts = evaluate(2, {"stability/scalar/runs": bad}, th)
     assert parts[0].verdict == NOT_SUPPORTED and parts[0].estimate == 1.0
 
 
@@ -171,13 +182,22 @@ def depth_table(identity_growth=1.0, random_growth=1e4, seeds=8):
 
 
 def test_claim3(th):
-    assert verdicts(evaluate(3, {"depth": depth_table()}, th)) == {"a": SUPPORTED, "b": SUPPORTED}
-    assert verdicts(evaluate(3, {"depth": depth_table(identity_growth=1e4)}, th))["a"] == NOT_SUPPORTED
-    assert verdicts(evaluate(3, {"depth": depth_table(random_growth=1.0)}, th))["b"] == NOT_SUPPORTED
+    assert verdicts(evaluate(3, {"stability/depth/runs": depth_table()}, th)) == {
+        "a": SUPPORTED,
+        "b": SUPPORTED,
+    }
+    assert (
+        verdicts(evaluate(3, {"stability/depth/runs": depth_table(identity_growth=1e4)}, th))["a"]
+        == NOT_SUPPORTED
+    )
+    assert (
+        verdicts(evaluate(3, {"stability/depth/runs": depth_table(random_growth=1.0)}, th))["b"]
+        == NOT_SUPPORTED
+    )
     # a diverged deep run counts as the worst loss
     diverged = depth_table()
     diverged.loc[(diverged["depth"] == 16) & (diverged["init"] == "identity"), "status"] = "diverged"
-    assert verdicts(evaluate(3, {"depth": diverged}, th))["a"] == NOT_SUPPORTED
+    assert verdicts(evaluate(3, {"stability/depth/runs": diverged}, th))["a"] == NOT_SUPPORTED
 
 
 def svd_table(double_faster=True, single_only_diverges=8, double_only_diverges=0, seeds=10):
@@ -199,20 +219,26 @@ def svd_table(double_faster=True, single_only_diverges=8, double_only_diverges=0
 
 
 def test_claim4(th):
-    assert verdicts(evaluate(4, {"single_vs_double": svd_table()}, th)) == {
+    assert verdicts(evaluate(4, {"stability/single_vs_double/runs": svd_table()}, th)) == {
         "a": SUPPORTED,
         "b": SUPPORTED,
         "c": SUPPORTED,
     }
     got = verdicts(
-        evaluate(4, {"single_vs_double": svd_table(double_faster=False, single_only_diverges=0)}, th)
+        evaluate(
+            4, {"stability/single_vs_double/runs": svd_table(double_faster=False, single_only_diverges=0)}, th
+        )
     )
     assert got["a"] == NOT_SUPPORTED
     # divergence in both directions: the sign test cannot tell
-    parts = evaluate(4, {"single_vs_double": svd_table(single_only_diverges=4, double_only_diverges=4)}, th)
+    parts = evaluate(
+        4, {"stability/single_vs_double/runs": svd_table(single_only_diverges=4, double_only_diverges=4)}, th
+    )
     assert parts[2].verdict == INCONCLUSIVE and parts[2].estimate == 0.5
     # a robustness cell of the positive regime has no part (b)
-    cell = verdicts(evaluate(4, {"single_vs_double": svd_table()}, th, {"regime": "positive", "depth": 4}))
+    cell = verdicts(
+        evaluate(4, {"stability/single_vs_double/runs": svd_table()}, th, {"regime": "positive", "depth": 4})
+    )
     assert set(cell) == {"a", "c"}
 
 
@@ -248,7 +274,7 @@ def bias1d_tables(narrow_fail=0.9, wide_fail=0.1, kink_kept=0.9, rank=0.97, rese
                      mse_reset_weights=1e-2, weight_to_bias_drift_rel=5.0, regions=regions,
                      regions_close=rng.binomial(regions, close), lipschitz_ratio=0.9)
             )  # fmt: skip
-    return {"bias1d": pd.DataFrame(runs), "bias1d_snapshots": pd.DataFrame(snaps)}
+    return {"bias1d/runs": pd.DataFrame(runs), "bias1d/snapshots": pd.DataFrame(snaps)}
 
 
 def test_claim5(th):
@@ -312,10 +338,10 @@ def updates_tables(
               search_cost_steps=20.0)]
     )  # fmt: skip
     return {
-        "bias1d": pd.DataFrame(runs),
-        "bias1d_snapshots": pd.DataFrame(snaps),
-        "bias1d_progress": pd.DataFrame(progress),
-        "bias1d_timing": timing,
+        "bias1d/runs": pd.DataFrame(runs),
+        "bias1d/snapshots": pd.DataFrame(snaps),
+        "bias1d/progress": pd.DataFrame(progress),
+        "bias1d/timing": timing,
     }
 
 
@@ -351,8 +377,10 @@ def test_claims_5_and_6_read_only_the_main_grid(th):
     tables = bias1d_tables()
     extra = updates_tables(seeds=3)
     both = {
-        "bias1d": pd.concat([tables["bias1d"].assign(main_grid=True, comparison=False), extra["bias1d"]]),
-        "bias1d_snapshots": pd.concat([tables["bias1d_snapshots"], extra["bias1d_snapshots"]]),
+        "bias1d/runs": pd.concat(
+            [tables["bias1d/runs"].assign(main_grid=True, comparison=False), extra["bias1d/runs"]]
+        ),
+        "bias1d/snapshots": pd.concat([tables["bias1d/snapshots"], extra["bias1d/snapshots"]]),
     }
     for claim_id in (5, 6):
         alone = evaluate(claim_id, tables, th)
@@ -381,16 +409,21 @@ def mnist_table(pair_gap=0.3, baseline_gap=3.0, seeds=(0, 1, 2)):
 
 
 def test_claim7(th):
-    assert verdicts(evaluate(7, {"mnist": mnist_table()}, th)) == {"a": SUPPORTED, "b": SUPPORTED}
-    got = verdicts(evaluate(7, {"mnist": mnist_table(pair_gap=5.0, baseline_gap=1.0)}, th))
+    assert verdicts(evaluate(7, {"mnist/metrics": mnist_table()}, th)) == {"a": SUPPORTED, "b": SUPPORTED}
+    got = verdicts(evaluate(7, {"mnist/metrics": mnist_table(pair_gap=5.0, baseline_gap=1.0)}, th))
     assert got == {"a": NOT_SUPPORTED, "b": NOT_SUPPORTED}
     # one seed gives no interval: the parts are not run, not decided by a point estimate
-    one = verdicts(evaluate(7, {"mnist": mnist_table(seeds=(0,))}, th))
+    one = verdicts(evaluate(7, {"mnist/metrics": mnist_table(seeds=(0,))}, th))
     assert one == {"a": NOT_RUN, "b": NOT_RUN}
 
 
 def test_check_claims_table_robustness_and_not_run(th):
-    tables = {"scalar": scalar_table(), "depth": depth_table(), **bias1d_tables(), "mnist": mnist_table()}
+    tables = {
+        "stability/scalar/runs": scalar_table(),
+        "stability/depth/runs": depth_table(),
+        **bias1d_tables(),
+        "mnist/metrics": mnist_table(),
+    }
     claims, robustness = check_claims(tables, th)
     assert list(claims.columns) == COLUMNS
     summary = claims[claims["part"].eq("all")]
@@ -406,7 +439,12 @@ def test_check_claims_table_robustness_and_not_run(th):
 
 
 def test_claims_markdown_has_one_row_per_claim_with_its_parts(th):
-    tables = {"scalar": scalar_table(), "depth": depth_table(), **bias1d_tables(), "mnist": mnist_table()}
+    tables = {
+        "stability/scalar/runs": scalar_table(),
+        "stability/depth/runs": depth_table(),
+        **bias1d_tables(),
+        "mnist/metrics": mnist_table(),
+    }
     claims, _ = check_claims(tables, th)
     rows = claims_markdown(claims).splitlines()
     assert len(rows) == 2 + len(all_claims()) and all(r.startswith("| ") for r in rows)

@@ -33,7 +33,7 @@ from pipeline.mnist.model import (
     reference_scores,
     resolve_device,
 )
-from pipeline.mnist.train import CHECKPOINT, Timer, finish, learning_rate, make_optimizer, splits, train
+from pipeline.mnist.train import CHECKPOINT, Timer, learning_rate, make_optimizer, splits, train
 from tests.helpers import REPO, dry_run, make_fake_mnist, small_config
 
 # The mnist block of the smoke config, shrunk to seconds on the synthetic data.
@@ -654,16 +654,3 @@ def test_smoke_run_writes_every_mnist_output(smoke_run, smoke_config):
     for name in ("accuracy", "gap", "drift"):
         for fmt in smoke_config["figures"]["formats"]:
             assert (res / "figures" / f"{name}.{fmt}").stat().st_size > 0
-
-
-def test_finish_removes_the_checkpoint_and_its_folder_only_when_empty(tmp_path):
-    alone, shared = tmp_path / "alone", tmp_path / "shared"
-    for folder in (alone, shared):
-        folder.mkdir()
-        (folder / CHECKPOINT).write_bytes(b"state")
-    (shared / "other").write_text("kept")
-    finish(alone)
-    finish(shared)
-    finish(tmp_path / "never-made")  # nothing to remove: no error
-    assert not alone.exists()
-    assert not (shared / CHECKPOINT).exists() and (shared / "other").read_text() == "kept"

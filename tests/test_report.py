@@ -20,6 +20,7 @@ from pipeline.report import (  # noqa: E402
     read_benchmarks,
     render_html,
     rst_to_html,
+    run_times,
 )
 from tests.helpers import REPO  # noqa: E402
 
@@ -128,12 +129,18 @@ def test_read_benchmarks(tmp_path):
     (tmp_path / "report" / "claims.tsv").write_text(header + "1.0\t0:00:01\t80\t1\t1\t1\t0\t0\t50\t0.5\n")
     (tmp_path / "report" / "empty.tsv").write_text("")
     (tmp_path / "top.tsv").write_text(header + "1\t-\t-\t-\t-\t-\t-\t-\t-\t-\n3\t-\t-\t-\t-\t-\t-\t-\t-\t-\n")
-    bench = read_benchmarks(tmp_path)
+    (tmp_path / "stale.tsv").write_text(header + "9\t-\t-\t-\t-\t-\t-\t-\t-\t-\n")  # not a job of this run
+    jobs = ["stability/scalar/shard_0.tsv", "report/claims.tsv", "report/empty.tsv", "top.tsv", "missing.tsv"]
+    bench = read_benchmarks([tmp_path / j for j in jobs], tmp_path)
     assert bench["job"].tolist() == ["report/claims", "stability/scalar/shard_0", "top"]
     assert bench["study"].tolist() == ["report", "stability", ""]
     assert bench["s"].tolist() == [1.0, 2.5, 2.0]
     assert bench.loc[1, "max_rss"] == pytest.approx(300.1) and pd.isna(bench.loc[2, "cpu_time"])
-    assert read_benchmarks(tmp_path / "nothing").empty
+    assert read_benchmarks([]).empty
+    times = run_times(bench)
+    assert times["jobs_seconds"] == pytest.approx(5.5)
+    # ends are the files' modification times; the elapsed time spans the first start to the last end
+    assert times["elapsed_seconds"] == pytest.approx(bench["end"].max() - (bench["end"] - bench["s"]).min())
 
 
 def test_page_is_self_contained_with_every_section(tmp_path):
@@ -150,11 +157,15 @@ def test_page_is_self_contained_with_every_section(tmp_path):
     sections = build_sections(pngs, enabled, [captions / "stability_loss.rst"])
     assert [s.study for s in sections] == ["stability", "bias1d", "mnist"]
     bench = pd.DataFrame(
-        [("stability/a", "stability", 2.0, 100.0, 1.0), ("report/claims", "report", 0.5, 50.0, 0.4)],
-        columns=["job", "study", "s", "max_rss", "cpu_time"],
+        [
+            ("stability/a", "stability", 2.0, 100.0, 1.0, 10.0),
+            ("report/claims", "report", 0.5, 50.0, 0.4, 11.0),
+        ],
+        columns=["job", "study", "s", "max_rss", "cpu_time", "end"],
     )
-    prov = provenance(tmp_path, config_digest({"a": 1}))
+    prov = provenance(tmp_path, ["config.yaml", "config/smoke.yaml"], config_digest({"a": 1}), ["cuda:0"])
     assert prov["git commit"].startswith("unknown") and prov["config sha256"] == config_digest({"a": 1})
+    assert prov["config files"] == "config.yaml, config/smoke.yaml" and prov["training devices"] == "cuda:0"
     assert prov["version pandas"] == pd.__version__ and "CUDA" in prov
     page = render_html(claims_frame(), sections, prov, bench)
 

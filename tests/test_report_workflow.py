@@ -3,6 +3,7 @@ re-runs (dry-run job lists), studies switched off, and the page opened in headle
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -13,12 +14,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline import studies
 from pipeline.claims import COLUMNS, VERDICTS, all_claims, claims_markdown
 from tests.helpers import copy_repo, fake_mnist_config, small_config, snakemake
 
 pytestmark = pytest.mark.workflow
 
-STUDIES = ("stability", "bias1d", "mnist", "stepsize")
+STUDIES = tuple(s.name for s in studies.STUDIES)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -53,7 +55,14 @@ def is_report_job(outputs) -> bool:
 def test_claims_and_page_from_the_smoke_run(smoke_run):
     work, _ = smoke_run
     claims = pd.read_csv(work / "results" / "report" / "claims.csv")
-    assert list(claims.columns) == COLUMNS
+    assert list(claims.columns[: len(COLUMNS)]) == COLUMNS
+    # the provenance: config files in the order merged, the config digest, commit, versions, times
+    assert claims["config_files"].iloc[0].startswith("config.yaml, config/smoke.yaml, ")
+    assert re.fullmatch(r"[0-9a-f]{64}", claims["config_sha256"].iloc[0])
+    assert {"git_commit", "version_torch", "version_snakemake", "version_python", "training_devices"} <= set(
+        claims
+    )
+    assert (claims["training_devices"] == "cpu").all() and (claims["jobs_seconds"] > 0).all()
     summary = claims[claims["part"].eq("all")]
     assert summary["claim_id"].tolist() == [c.claim_id for c in all_claims()]
     assert summary["claim"].tolist() == [c.text for c in all_claims()]
@@ -62,7 +71,11 @@ def test_claims_and_page_from_the_smoke_run(smoke_run):
     not_run = summary[summary["verdict"].eq("not run")]
     assert not_run.empty, not_run.to_string()
     markdown = (work / "results" / "report" / "claims.md").read_text()
-    assert markdown == claims_markdown(claims) and markdown.count("\n") == 2 + len(summary)
+    assert markdown.endswith(claims_markdown(claims)) and claims_markdown(claims).count("\n") == 2 + len(
+        summary
+    )
+    assert markdown.startswith("The run: config files `config.yaml, config/smoke.yaml, ")
+    assert "Wall time: " in markdown and "torch 2" in markdown
 
     page = (work / "results" / "report" / "index.html").read_text()
     pngs = figure_pngs(work)
@@ -266,8 +279,7 @@ def test_keys_that_change_no_number_rerun_nothing(smoke_run, tmp_path):
     runtime = {
         "mnist_dir": str(tmp_path),
         "data": {"timeout_s": 5, "mirrors": ["https://example.org/mnist"]},
-        "stability": {"threads": 2},
-        "bias1d": {"threads": 2},
+        **{name: {"threads": 2} for name in STUDIES},
         "mnist": {"threads": 2, "gpu": 1},
     }
     assert dry_run_jobs(work, args, runtime, tmp_path) == []
@@ -280,3 +292,80 @@ def test_params_do_not_depend_on_the_order_config_files_are_merged(smoke_run, tm
     mine = tmp_path / "mine.yaml"
     mine.write_text(yaml.safe_dump({"figures": {"dpi": small_config()["figures"]["dpi"]}}))
     assert dry_run_jobs(work, ("--configfile", str(mine), *args[1:]), None, tmp_path) == []
+
+
+# ------------------------------------------------------------------ results follow the code --
+
+
+@contextlib.contextmanager
+def edited(path, change):
+    """`path` with `change(text)` written to it for the duration, then its text as it was."""
+    text = path.read_text()
+    try:
+        path.write_text(change(text))
+        yield
+    finally:
+        path.write_text(text)
+
+
+def rules_of(jobs) -> set[str]:
+    return {rule for rule, _ in jobs}
+
+
+REPORT_JOBS = {"report_claims", "report_figure", "report_html"}
+SHARDS = {k.rule for s in studies.STUDIES for k in s.kinds}
+
+
+def test_a_figure_function_edit_redraws_that_studys_figures_and_the_report(smoke_run, tmp_path):
+    work, args = smoke_run
+    path = work / "pipeline" / "stability" / "figures.py"
+    with edited(path, lambda t: t + "\nEDITED = 1\n"):
+        jobs = dry_run_jobs(work, args, None, tmp_path)
+    assert rules_of(jobs) == {"stability_figure", "report_html"}, jobs
+    drawn = {o for _, outs in jobs for o in outs if o.endswith(".png")}
+    assert drawn == {f"results/stability/figures/{f}.png" for f in studies.get("stability").figures}
+
+
+def test_an_engine_edit_reruns_the_shards_of_its_users_only(smoke_run, tmp_path):
+    work, args = smoke_run
+    with edited(work / "pipeline" / "linear" / "network.py", lambda t: t + "\nEDITED = 1\n"):
+        jobs = dry_run_jobs(work, args, None, tmp_path)
+    shards = rules_of(jobs) & SHARDS
+    # the linear engine runs in the stability and step-size shards, not in the 1-D or MNIST ones
+    assert shards == {"stability_shard", "stepsize_shard", "stepsize_basin"}, shards
+    assert len([r for r, _ in jobs if r == "stability_shard"]) == len(
+        studies.get("stability").jobs(small_config())
+    )
+    assert not rules_of(jobs) & {"bias1d_aggregate", "mnist_aggregate", "bias1d_figure", "mnist_figure"}
+    with edited(work / "pipeline" / "bias1d" / "model.py", lambda t: t + "\nEDITED = 1\n"):
+        assert rules_of(dry_run_jobs(work, args, None, tmp_path)) & SHARDS == {"bias1d_shard"}
+
+
+def test_a_shared_module_edit_reruns_its_users(smoke_run, tmp_path):
+    work, args = smoke_run
+    # the interval methods are used by the claims only
+    with edited(work / "pipeline" / "stats.py", lambda t: t + "\nEDITED = 1\n"):
+        assert rules_of(dry_run_jobs(work, args, None, tmp_path)) == {
+            "report_claims",
+            "report_figure",
+            "report_html",
+        }
+    # the registry is read by every shard, aggregate and report script
+    with edited(work / "pipeline" / "studies.py", lambda t: t + "\nEDITED = 1\n"):
+        assert SHARDS <= rules_of(dry_run_jobs(work, args, None, tmp_path))
+
+
+def test_touch_comment_and_docstring_edits_rerun_nothing(smoke_run, tmp_path):
+    work, args = smoke_run
+    for path in [*(work / "workflow" / "scripts").glob("*.py"), *(work / "pipeline").rglob("*.py")]:
+        path.touch()
+    assert dry_run_jobs(work, args, None, tmp_path) == []
+    engine = work / "pipeline" / "linear" / "descent.py"
+
+    def reword(text):
+        return text.replace('"""Fixed-step', '"""Reworded: fixed-step', 1).replace("\n", "  # note\n", 3)
+
+    with edited(engine, reword):
+        assert dry_run_jobs(work, args, None, tmp_path) == []
+    with edited(work / "workflow" / "scripts" / "figure.py", lambda t: t + "\n# a comment\n"):
+        assert dry_run_jobs(work, args, None, tmp_path) == []

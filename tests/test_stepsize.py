@@ -1,6 +1,7 @@
 """Step-size study (docs/science.md section 6.1, claim 8): the rules, batching, curvature, shards."""
 
 import math
+from dataclasses import fields, replace
 
 import numpy as np
 import pandas as pd
@@ -10,18 +11,33 @@ import torch
 from pipeline.claims import INCONCLUSIVE, NOT_RUN, NOT_SUPPORTED, SUPPORTED, evaluate_claim
 from pipeline.config import numbers
 from pipeline.errors import UserError
-from pipeline.stability import model as st
+from pipeline.linear import lanczos, network
+from pipeline.linear.status import STATUSES, Monitoring
+from pipeline.shard import Shard
 from pipeline.stepsize import claims as c8
 from pipeline.stepsize import figures as sf
 from pipeline.stepsize import model as ss
-from pipeline.stepsize.study import engine_kwargs, run_shard
+from pipeline.stepsize.study import rule_settings, run_shard
 from tests.helpers import small_config
 
 # Small batched products run fastest on one thread.
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CFG = numbers(small_config(), "stepsize", drop=("enabled",))
-KW = {**engine_kwargs(CFG), "log_points": 40}
+MON = replace(Monitoring.from_config(CFG), log_points=40)
+MONITORING = {f.name for f in fields(Monitoring)}
+
+
+def descend(R, chains, signs, rule, delta0, cap, iterations, **kw):
+    """`model.descend` with the smoke config's settings; `kw` may override Monitoring's fields
+    and `rules`."""
+    mon = replace(MON, **{k: kw.pop(k) for k in list(kw) if k in MONITORING})
+    rules = kw.pop("rules", rule_settings(CFG))
+    return ss.descend(R, chains, signs, rule, delta0, cap, iterations, mon, rules=rules, **kw)
+
+
+def shard(problem, depth):
+    return Shard({"depth": depth} if problem == "basin" else {"problem": problem, "depth": depth})
 
 
 def scalar_case(ws, r, B=1):
@@ -33,7 +49,7 @@ def scalar_case(ws, r, B=1):
 
 def one_run(rule, ws, r, delta0=math.nan, cap=math.inf, iterations=1, **kw):
     R, chains = scalar_case(ws, r)
-    return ss.descend(R, chains, [1], [rule], [delta0], [cap], iterations, **{**KW, **kw})
+    return descend(R, chains, [1], [rule], [delta0], [cap], iterations, **kw)
 
 
 def steps_taken(res, t):
@@ -112,11 +128,11 @@ def _mixed_batch(n, L, signs, seed=0):
 @pytest.mark.parametrize(("n", "L", "signs"), [(1, 3, [1]), (3, 2, [1, -1])])
 def test_batched_runs_equal_the_same_runs_one_by_one(n, L, signs):
     R, chains, rules, delta0, cap, start = _mixed_batch(n, L, signs)
-    kw = {**KW, "tol": 1e-10, "tol_window": 5, "compact_every": 7}
-    batch = ss.descend(R, chains, signs, rules, delta0, cap, 150, start=start, **kw)
+    kw = {"tol": 1e-10, "tol_window": 5, "compact_every": 7}
+    batch = descend(R, chains, signs, rules, delta0, cap, 150, start=start, **kw)
     assert "diverged" in set(batch.status)  # the fixed step of 50 blows up
     for b in range(len(rules)):
-        one = ss.descend(
+        one = descend(
             R[b : b + 1],
             [[w[b : b + 1] for w in ws] for ws in chains],
             signs,
@@ -151,7 +167,7 @@ def _exact_lambda_max(R, chains, signs, b):
         for s in sizes:
             nested.append(parts[k : k + s])
             k += s
-        return st.loss(R[b : b + 1], nested, signs).sum()
+        return network.loss(R[b : b + 1], nested, signs).sum()
 
     return float(torch.linalg.eigvalsh(torch.autograd.functional.hessian(f, theta))[-1])
 
@@ -161,20 +177,20 @@ def test_lanczos_estimate_equals_the_exact_hessian_eigenvalue():
     n, L, signs, B = 2, 3, [1, -1], 3
     R = torch.randn(B, n, n, dtype=torch.float64, generator=g)
     chains = [[torch.randn(B, n, n, dtype=torch.float64, generator=g) for _ in range(L)] for _ in signs]
-    hvp, D = st.hessian_vector_product(R, chains, signs)
+    hvp, D = network.hessian_vector_product(R, chains, signs)
     q = torch.randn(B, D, dtype=torch.float64, generator=g)
-    lam, vec, _, k = st.lanczos(hvp, q, D)
+    lam, vec, _, k = lanczos.lanczos(hvp, q, D)
     exact = [_exact_lambda_max(R, chains, signs, b) for b in range(B)]
     np.testing.assert_allclose(lam.numpy(), exact, rtol=1e-8)
     # warm start: after a small move of the weights, 3 steps from the old Ritz vector suffice
     moved = [[w + 1e-3 * torch.randn(B, n, n, dtype=torch.float64, generator=g) for w in ws] for ws in chains]
-    hvp2, _ = st.hessian_vector_product(R, moved, signs)
-    warm, _, _, k = st.lanczos(hvp2, vec, 3)
+    hvp2, _ = network.hessian_vector_product(R, moved, signs)
+    warm, _, _, k = lanczos.lanczos(hvp2, vec, 3)
     exact2 = [_exact_lambda_max(R, moved, signs, b) for b in range(B)]
     assert k == 3
     np.testing.assert_allclose(warm.numpy(), exact2, rtol=1e-4)
     # the final sharpness of the study (random starts, enough steps)
-    sharp = ss.sharpness(R, chains, signs, D, torch.Generator().manual_seed(0))
+    sharp = lanczos.sharpness(R, chains, signs, iters=D, gen=torch.Generator().manual_seed(0))[0]
     np.testing.assert_allclose(sharp, exact, rtol=1e-8)
 
 
@@ -191,11 +207,11 @@ def shard_cfg(**blocks):
 def test_same_shard_twice_gives_identical_tables_with_the_columns_of_the_docs():
     cfg = shard_cfg(scalar=SMALL, matrix={**SMALL, "n": 3})
     for problem in ("scalar", "double"):
-        a, b = run_shard(cfg, problem, 3), run_shard(cfg, problem, 3)
+        a, b = run_shard(cfg, shard(problem, 3)), run_shard(cfg, shard(problem, 3))
         for name in ("runs", "curves"):
             pd.testing.assert_frame_equal(a[name], b[name])
         runs = a["runs"]
-        assert runs["run_id"].is_unique and set(runs["status"]) <= set(ss.STATUSES)
+        assert runs["run_id"].is_unique and set(runs["status"]) <= set(STATUSES)
         for col in (
             "study", "run_id", "instance", "seed", "problem", "network", "depth", "n", "init", "rule",
             "delta_factor", "delta0", "delta_ref", "iterations", "status", "final_loss", "steps_to_tol",
@@ -207,14 +223,14 @@ def test_same_shard_twice_gives_identical_tables_with_the_columns_of_the_docs():
         assert curv["delta0"].isna().all() and len(curv) == runs["instance"].nunique()
         assert (runs.loc[runs["rule"] == "fixed", "hvps"] == 0).all()
         assert set(a["curves"]["run_id"]) <= set(runs["run_id"])
-    basins = run_shard(shard_cfg(basin={"points": 5, "iterations": 50}), "basin", 2)["basins"]
+    basins = run_shard(shard_cfg(basin={"points": 5, "iterations": 50}), shard("basin", 2))["basins"]
     assert len(basins) == 25 * (1 + 4 * 2) and basins["run_id"].is_unique
 
 
 def test_huge_steps_give_diverged_rows_not_a_crash():
     cfg = shard_cfg(scalar={**SMALL, "inits": ["balanced"], "targets": [2.0]})
     cfg["factors"] = [1e4, 1e6]
-    runs = run_shard(cfg, "scalar", 4)["runs"]
+    runs = run_shard(cfg, shard("scalar", 4))["runs"]
     fixed = runs[runs["rule"] == "fixed"]
     assert (fixed["status"] == "diverged").all() and fixed["sharpness"].isna().all()
     assert not runs["reachable"].any() and runs["cost_ratio"].isna().all()
@@ -223,8 +239,8 @@ def test_huge_steps_give_diverged_rows_not_a_crash():
 
 def test_claim8_on_the_shard_tables_and_on_synthetic_cases():
     th = small_config()["report"]["claims"]
-    runs = run_shard(shard_cfg(scalar=SMALL), "scalar", 2)["runs"]
-    rows, cells = evaluate_claim(c8.CLAIMS[0], {"stepsize": runs}, th)
+    runs = run_shard(shard_cfg(scalar=SMALL), shard("scalar", 2))["runs"]
+    rows, cells = evaluate_claim(c8.CLAIMS[0], {"stepsize/runs": runs}, th)
     assert [r["part"] for r in rows] == ["a", "b", "all"] and len(cells) == 1
     assert {r["verdict"] for r in rows} <= {SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE}
 
@@ -240,7 +256,7 @@ def test_claim8_on_the_shard_tables_and_on_synthetic_cases():
         return pd.DataFrame(rows)
 
     def verdict(t):
-        return {r["part"]: r["verdict"] for r in evaluate_claim(c8.CLAIMS[0], {"stepsize": t}, th)[0]}
+        return {r["part"]: r["verdict"] for r in evaluate_claim(c8.CLAIMS[0], {"stepsize/runs": t}, th)[0]}
 
     assert verdict(table([True] * 10, 1.5)) == {"a": SUPPORTED, "b": SUPPORTED, "all": SUPPORTED}
     assert verdict(table([True] * 10, 3.0))["b"] == NOT_SUPPORTED
@@ -249,7 +265,7 @@ def test_claim8_on_the_shard_tables_and_on_synthetic_cases():
 
 
 def test_figure_constants_match_the_model():
-    assert sf.RULES == ss.RULES and sf.STATUSES == ss.STATUSES
+    assert sf.RULES == ss.RULES and sf.STATUSES == STATUSES
 
 
 @pytest.mark.parametrize(
@@ -280,7 +296,7 @@ def test_smoke_run_writes_the_stepsize_tables_figures_and_claim_8(smoke_run):
     basins = pd.read_parquet(out / "basins.parquet")
     curves = pd.read_parquet(out / "curves.parquet")
     assert runs["run_id"].is_unique and basins["run_id"].is_unique
-    assert set(runs["status"]) | set(basins["status"]) <= set(ss.STATUSES)
+    assert set(runs["status"]) | set(basins["status"]) <= set(STATUSES)
     assert set(runs["problem"]) == {"scalar", "matrix"} and set(runs["network"]) == {"single", "double"}
     assert set(curves["run_id"]) <= set(runs["run_id"])
     assert len(pd.read_csv(out / "summary.csv")) > 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.bias1d.study import GRADIENT, SEARCH, equal_time, main_grid, run_costs
+from pipeline.bias1d.summary import GRADIENT, SEARCH, equal_time, main_grid, run_costs
 from pipeline.claims import Claim, Part, fmt, not_run, select
 from pipeline.stats import bootstrap_median, bootstrap_share, bootstrap_share_difference
 
@@ -37,10 +37,10 @@ KEYS = ("target", "depth", "momentum", "iterations")
 def _cells(tables) -> pd.DataFrame:
     """Snapshots of the main grid's runs joined with their inputs, `iterations` = the snapshot's
     iteration."""
-    runs = main_grid(tables["bias1d"])[
+    runs = main_grid(tables["bias1d/runs"])[
         ["run_id", "seed", "target", "depth", "interval", "half_width", "momentum"]
     ]
-    snaps = tables["bias1d_snapshots"].drop(columns=["target_lipschitz"], errors="ignore")
+    snaps = tables["bias1d/snapshots"].drop(columns=["target_lipschitz"], errors="ignore")
     return snaps.merge(runs, on="run_id").rename(columns={"iteration": "iterations"})
 
 
@@ -236,7 +236,7 @@ INPUTS9 = ["run_id", "seed", "target", "depth", "interval", "momentum", "noise_s
 
 
 def _comparison(tables) -> pd.DataFrame:
-    runs = tables["bias1d"]
+    runs = tables["bias1d/runs"]
     return runs[runs["comparison"]] if "comparison" in runs else runs.iloc[:0]
 
 
@@ -257,11 +257,11 @@ def _pairs9(tables, setting: dict) -> tuple[pd.DataFrame, int]:
     Also the number of pairs left out because a run diverged."""
     budget = setting["iterations"]
     runs = select(_comparison(tables), {k: v for k, v in setting.items() if k != "iterations"})
-    snaps = tables["bias1d_snapshots"]
+    snaps = tables["bias1d/snapshots"]
     snaps = snaps[snaps["iteration"].eq(budget)][["run_id", "status", "final_mse", "lipschitz", "test_mse"]]
-    df = run_costs(runs, tables["bias1d_timing"])[[*INPUTS9, "steps_to_fit", "seconds_to_fit"]]
+    df = run_costs(runs, tables["bias1d/timing"])[[*INPUTS9, "steps_to_fit", "seconds_to_fit"]]
     df = df.merge(snaps, on="run_id")
-    eq = equal_time(runs, tables["bias1d_progress"], tables["bias1d_timing"], budget)
+    eq = equal_time(runs, tables["bias1d/progress"], tables["bias1d/timing"], budget)
     df = df.merge(
         eq[["run_id", "step", "mse"]].rename(columns={"step": "step_time", "mse": "mse_time"}), on="run_id"
     )
@@ -314,7 +314,7 @@ def claim9(tables, setting: dict, th) -> list[Part]:
     factor, floor = th["claim9_factor"], th["claim9_mse_floor"]
     g, s = GRADIENT, SEARCH
     left_out = f"; {dropped} pairs with a diverged run left out" if dropped else ""
-    timing = tables["bias1d_timing"]
+    timing = tables["bias1d/timing"]
     cost = timing.loc[timing["depth"].eq(setting["depth"]), "search_cost_steps"]
     parts = []
     for name, col, word in (
@@ -378,7 +378,7 @@ def _grid9(tables, th) -> list[dict]:
     runs = _comparison(tables)
     if runs.empty:
         return []
-    its = sorted(tables["bias1d_snapshots"]["iteration"].unique())
+    its = sorted(tables["bias1d/snapshots"]["iteration"].unique())
     cells = runs[list(KEYS9[:-1])].drop_duplicates().sort_values(list(KEYS9[:-1]))
     return [
         _typed({**dict(zip(KEYS9[:-1], row, strict=True)), "iterations": it})
@@ -387,8 +387,8 @@ def _grid9(tables, th) -> list[dict]:
     ]
 
 
-TABLES = ("bias1d", "bias1d_snapshots")
-TABLES9 = (*TABLES, "bias1d_progress", "bias1d_timing")
+TABLES = ("bias1d/runs", "bias1d/snapshots")
+TABLES9 = (*TABLES, "bias1d/progress", "bias1d/timing")
 CLAIMS = [
     Claim(5, TEXT[5], TABLES, claim5, _primary, _grid5),
     Claim(6, TEXT[6], TABLES, claim6, _primary, _grid6),

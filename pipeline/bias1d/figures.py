@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from pipeline.bias1d.study import METHODS, main_grid
+from pipeline.bias1d.summary import METHODS, main_grid
 from pipeline.plotting import panel_size, registry
 
 FIGURES, figure = registry()

@@ -28,7 +28,7 @@ def _gap_at(metrics: pd.DataFrame, level: float) -> float:
 
 
 def claim7(tables, setting: dict, th) -> list[Part]:
-    df = select(tables["mnist"], setting)
+    df = select(tables["mnist/metrics"], setting)
     model, baseline = th["mnist_variant"], th["mnist_baseline"]
     boot = {"n_boot": th["bootstrap"], "level": th["level"]}
     ours = df[df["variant"].eq(model)]
@@ -82,13 +82,13 @@ def claim7(tables, setting: dict, th) -> list[Part]:
 
 
 def _parts(tables, th) -> list[dict]:
-    df = tables["mnist"]
+    df = tables["mnist/metrics"]
     return [{"part": p} for p in sorted(df["part"].unique())] if "part" in df else []
 
 
 def _primary(tables, th) -> dict:
-    df = tables["mnist"]
+    df = tables["mnist/metrics"]
     return {"part": th["mnist_part"]} if "part" in df and th["mnist_part"] in set(df["part"]) else {}
 
 
-CLAIMS = [Claim(7, TEXT, ("mnist",), claim7, _primary, _parts)]
+CLAIMS = [Claim(7, TEXT, ("mnist/metrics",), claim7, _primary, _parts)]

@@ -352,12 +352,3 @@ def train(
     drift_df.insert(0, "variant", variant)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return TrainOutcome(metrics, drift_df, lip_df, state, str(device))
-
-
-def finish(checkpoint_dir: str | Path) -> None:
-    """Remove the checkpoint, and its folder if that is then empty, once the outputs are written
-    (a later run with new settings starts afresh)."""
-    folder = Path(checkpoint_dir)
-    (folder / CHECKPOINT).unlink(missing_ok=True)
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()

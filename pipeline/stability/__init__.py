@@ -1,5 +1,6 @@
 """Stability study: gradient descent on deep linear (residual) networks (claims 1-4).
 
-model.py: theory (critical step sizes, sharpness at minima) and the batched GD engine;
-study.py: config slice -> tables; figures.py: figures from the aggregated tables.
+model.py: one batch of fixed-step gradient descent on the shared engine (pipeline.linear) and
+the sharpness at its end; study.py: config slice -> tables (run_shard); summary.py: the
+aggregate step; figures.py: figures from the aggregated tables; claims.py: claims 1-4.
 """

@@ -80,7 +80,7 @@ def _shares(conv, count, weights=None):
 
 
 def claim1(tables, setting: dict, th) -> list[Part]:
-    scalar = select(tables["scalar"], setting)
+    scalar = select(tables["stability/scalar/runs"], setting)
     ratio = scalar["delta"] / scalar["delta_star"]
     # 6 significant digits: steps set as factors of delta*_L share a value across seeds.
     df = scalar.assign(ratio=ratio.map(lambda x: float(f"{x:.6g}")))
@@ -161,7 +161,7 @@ def claim1(tables, setting: dict, th) -> list[Part]:
 
 
 def _scalar_groups(tables, th) -> list[dict]:
-    df = tables["scalar"]
+    df = tables["stability/scalar/runs"]
     return [
         {"target": float(r), "data_scale": float(s)}
         for r, s in df[["target", "data_scale"]].drop_duplicates().itertuples(index=False)
@@ -170,14 +170,14 @@ def _scalar_groups(tables, th) -> list[dict]:
 
 # ------------------------------------------------------------------------------ claim 2 ----
 
-PARTS = ("scalar", "depth", "single_vs_double")
+EXPERIMENTS = ("scalar", "depth", "single_vs_double")
 
 
 def claim2(tables, setting: dict, th) -> list[Part]:
     frames = [
-        select(tables[p], setting).assign(part=p)
-        for p in PARTS
-        if tables.get(p) is not None and setting.get("part", p) == p
+        select(tables[f"stability/{e}/runs"], setting)
+        for e in EXPERIMENTS
+        if tables.get(f"stability/{e}/runs") is not None and setting.get("experiment", e) == e
     ]
     if not frames:
         return [not_run("a", "engine check", "no stability table: the study is switched off in config")]
@@ -207,7 +207,7 @@ def claim2(tables, setting: dict, th) -> list[Part]:
 
 
 def claim3(tables, setting: dict, th) -> list[Part]:
-    df = select(tables["depth"], setting)
+    df = select(tables["stability/depth/runs"], setting)
     loss = df["final_loss"].astype(float).where(~df["status"].eq("diverged"), np.inf)
     floor = th["loss_floor"]
     df = df.assign(loss=np.log10(np.clip(loss.fillna(np.inf), floor, 1e300)))
@@ -247,7 +247,7 @@ def claim3(tables, setting: dict, th) -> list[Part]:
 
 
 def _depth_deltas(tables, th) -> list[dict]:
-    return [{"delta": float(d)} for d in sorted(tables["depth"]["delta"].unique())]
+    return [{"delta": float(d)} for d in sorted(tables["stability/depth/runs"]["delta"].unique())]
 
 
 # ------------------------------------------------------------------------------ claim 4 ----
@@ -260,7 +260,7 @@ def _pairs(svd: pd.DataFrame) -> pd.DataFrame:
 
 
 def claim4(tables, setting: dict, th) -> list[Part]:
-    svd = select(tables["single_vs_double"], setting)
+    svd = select(tables["stability/single_vs_double/runs"], setting)
     pairs = _pairs(svd)
     most = th["most_fraction"]
     parts = []
@@ -330,7 +330,7 @@ def claim4(tables, setting: dict, th) -> list[Part]:
 
 
 def _regime_depths(tables, th) -> list[dict]:
-    svd = tables["single_vs_double"]
+    svd = tables["stability/single_vs_double/runs"]
     return [
         {"regime": r, "depth": int(d)}
         for r, d in svd[["regime", "depth"]]
@@ -341,9 +341,16 @@ def _regime_depths(tables, th) -> list[dict]:
 
 
 CLAIMS = [
-    Claim(1, TEXT[1], ("scalar",), claim1, lambda t, th: {}, _scalar_groups),
+    Claim(1, TEXT[1], ("stability/scalar/runs",), claim1, lambda t, th: {}, _scalar_groups),
     # a check of the engine over every converged run: the paper leaves no setting of it open
     Claim(2, TEXT[2], (), claim2, lambda t, th: {}, lambda t, th: []),
-    Claim(3, TEXT[3], ("depth",), claim3, lambda t, th: {"delta": th["claim3_delta"]}, _depth_deltas),
-    Claim(4, TEXT[4], ("single_vs_double",), claim4, lambda t, th: {}, _regime_depths),
+    Claim(
+        3,
+        TEXT[3],
+        ("stability/depth/runs",),
+        claim3,
+        lambda t, th: {"delta": th["claim3_delta"]},
+        _depth_deltas,
+    ),
+    Claim(4, TEXT[4], ("stability/single_vs_double/runs",), claim4, lambda t, th: {}, _regime_depths),
 ]

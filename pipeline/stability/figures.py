@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from pipeline.linear import theory
+from pipeline.linear.status import STATUSES
 from pipeline.plotting import panel_size, registry
-from pipeline.stability import model as st
 
-STATUS_ORDER = list(st.STATUSES)
+STATUS_ORDER = list(STATUSES)
 FIGURES, figure = registry()
 
 
@@ -55,7 +56,7 @@ def phase_diagram(tables: dict[str, pd.DataFrame], settings: dict):
                 marker="s",
                 s=settings["marker_size"],
             )
-            ax.plot(Ls, st.delta_star(Ls, r, s_mean), color="k", lw=1.2, label=r"$\delta^*_L$")
+            ax.plot(Ls, theory.delta_star(Ls, r, s_mean), color="k", lw=1.2, label=r"$\delta^*_L$")
             ax.set_yscale("log")
             ax.set_xscale("log", base=2)
             ax.set_title(f"{init} init, r = {r:g}")

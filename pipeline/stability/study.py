@@ -1,12 +1,13 @@
-"""The stability study's three parts (docs/science.md sections 1-2): config slice -> tables.
+"""The stability study's three experiments (docs/science.md sections 1-2): config slice -> tables.
 
-A shard is one part (`scalar`, `depth`, `single_vs_double`) at one depth. `run_shard(cfg,
-part, depth)` builds the batch of runs of the shard from `cfg` (the engine settings shared by
-the parts plus the part's own block), runs it as one batched gradient descent (two for
-single_vs_double: single and double network), measures the sharpness at the end, and returns
-the tables `runs` and `curves` (columns: docs/tables.md). Seeds derive from (base_seed, part,
-what the random draw is for, replicate): the same config gives identical tables, and the
-target of replicate k is the same at every depth and step size.
+A shard is one experiment (`scalar`, `depth`, `single_vs_double`) at one depth.
+`run_shard(cfg, shard)` builds the batch of runs of the shard from `cfg` (the engine settings
+shared by the experiments plus the experiment's own block), runs it as one batched gradient
+descent (two for single_vs_double: single and double network), measures the sharpness at the
+end (`model.train`), and returns the tables `runs` and `curves` (columns: docs/tables.md).
+Seeds derive from (base_seed, experiment, what the random draw is for, replicate): the same
+config gives identical tables, and the target of replicate k is the same at every depth and
+step size.
 """
 
 from __future__ import annotations
@@ -15,41 +16,23 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.linear import starts, theory
+from pipeline.linear.descent import GDResult
+from pipeline.linear.network import flat_weights
 from pipeline.seeds import generator
-from pipeline.stability import model as st
+from pipeline.shard import Shard
+from pipeline.stability.model import scalar_deltas, train
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+EXPERIMENTS = ("scalar", "depth", "single_vs_double")
 
 
-def scalar_deltas(block: dict, L: int, r: float, s: float) -> list[tuple[float, str]]:
-    """Absolute log-spaced grid plus factors of delta*_L(r, s): [(delta, grid), ...]."""
-    grid = [
-        (float(d), "absolute")
-        for d in np.geomspace(block["delta_min"], block["delta_max"], block["delta_num"])
-    ]
-    ds = float(st.delta_star(L, r, s))
-    return grid + [(f * ds, "relative") for f in block["delta_factors"]]
-
-
-def engine_kwargs(engine: dict) -> dict:
-    """Keyword arguments of `model.gradient_descent` from the engine settings of the config."""
-    osc = engine["oscillation"]
-    return dict(
-        tol=engine["tol"],
-        tol_window=engine["tol_window"],
-        blowup=engine["blowup"],
-        log_points=engine["log_points"],
-        osc_window=osc["window"],
-        osc_fraction=osc["fraction"],
-        osc_rise=osc["rise"],
-    )
-
-
-def _curves(study, run_ids, res: st.GDResult) -> pd.DataFrame:
+def _curves(experiment, run_ids, res: GDResult) -> pd.DataFrame:
     T, B = res.log_loss.shape
     df = pd.DataFrame(
         {
-            "study": study,
+            "study": "stability",
+            "experiment": experiment,
             "run_id": np.tile(np.asarray(run_ids, dtype=object), T),
             "step": np.repeat(res.log_steps, B).astype(np.int64),
             "loss": res.log_loss.reshape(-1),
@@ -59,28 +42,7 @@ def _curves(study, run_ids, res: st.GDResult) -> pd.DataFrame:
     return df[np.isfinite(df["loss"])].reset_index(drop=True)
 
 
-def _train(R, chains, signs, sigma, delta: np.ndarray, iterations: int, engine: dict):
-    """Gradient descent of the batch, then the sharpness at its end: (GDResult, outcome columns)."""
-    res = st.gradient_descent(
-        R, chains, signs, torch.tensor(delta), iterations, sigma=sigma, **engine_kwargs(engine)
-    )
-    diverged = res.status == "diverged"
-    sharp, residual = st.sharpness(
-        R, res.chains, signs, sigma, iters=engine["sharpness_iters"], seed=engine["base_seed"], mask=~diverged
-    )
-    return res, {
-        "iterations": iterations,
-        "status": res.status,
-        "final_loss": res.final_loss,
-        "sharpness": np.where(diverged, np.nan, sharp),
-        "sharpness_residual": np.where(diverged, np.nan, residual),
-        "two_over_delta": 2.0 / delta,
-        "steps_to_tol": res.steps_to_tol,
-        "diverged_step": res.diverged_step,
-    }
-
-
-def run_scalar(depth: int, engine: dict, block: dict):
+def run_scalar(depth: int, engine: dict, block: dict, log=None):
     """Scalar network (n = 1): grid over target r, data scale s, delta, init, seeds at depth L."""
     L, base = depth, engine["base_seed"]
     rows, inits, sigmas = [], [], []
@@ -95,7 +57,7 @@ def run_scalar(depth: int, engine: dict, block: dict):
                     s_eff = float((x**2).mean())
                 for init in block["inits"]:
                     g = generator(base, "scalar", "init", L, r, s, init, seed)
-                    w0 = st.init_scalar(init, L, r, g, block["perturbation"], block["random_spread"])
+                    w0 = starts.init_scalar(init, L, r, g, block["perturbation"], block["random_spread"])
                     for k, (delta, grid) in enumerate(scalar_deltas(block, L, r, s_eff)):
                         rows.append(
                             dict(
@@ -120,27 +82,28 @@ def run_scalar(depth: int, engine: dict, block: dict):
     R = torch.tensor(runs["target"].to_numpy(), dtype=dtype).reshape(-1, 1, 1)
     sigma = torch.tensor(sigmas, dtype=dtype).reshape(-1, 1, 1)
     delta = runs["delta"].to_numpy()
-    res, outcomes = _train(R, chains, [1], sigma, delta, block["iterations"], engine)
-    runs["delta_star"] = st.delta_star(L, runs["target"].to_numpy(), runs["data_scale"].to_numpy())
+    res, outcomes = train(R, chains, [1], sigma, delta, block["iterations"], engine, log)
+    runs["delta_star"] = theory.delta_star(L, runs["target"].to_numpy(), runs["data_scale"].to_numpy())
     runs["delta_factor"] = delta / runs["delta_star"].to_numpy()
-    runs["balanced_sharpness"] = st.balanced_sharpness(
+    runs["balanced_sharpness"] = theory.balanced_sharpness(
         L, runs["target"].to_numpy(), runs["data_scale"].to_numpy()
     )
-    final_w = torch.cat([w.reshape(-1, 1) for w in res.chains[0]], dim=1).double().numpy()
+    final_w = flat_weights(res.chains[0]).double().numpy()
     runs["final_product"] = np.prod(final_w, axis=1)
     runs["final_imbalance"] = np.max(np.abs(final_w), axis=1) / np.maximum(
         np.min(np.abs(final_w), axis=1), 1e-300
     )
     for key, val in outcomes.items():
         runs[key] = val
-    runs.insert(0, "study", "scalar")
+    runs.insert(0, "study", "stability")
+    runs.insert(1, "experiment", "scalar")
     return runs, _curves("scalar", runs["run_id"], res)
 
 
 def _matrix_targets(base, study, n, regimes, eigvec, seeds):
     """{(regime name, seed): Target}, the same for every depth and step size."""
     return {
-        (reg["name"], seed): st.random_target(
+        (reg["name"], seed): starts.random_target(
             n, reg["low"], reg["high"], eigvec, generator(base, study, "target", reg["name"], seed)
         )
         for reg in regimes
@@ -152,7 +115,7 @@ def _sigma(base, study, block, n, dtype, B_idx):
     if block["data"] == "whitened":
         return None
     cov = {
-        s: st.data_covariance(n, "random", block["n_points"], generator(base, study, "data", s))
+        s: starts.data_covariance(n, "random", block["n_points"], generator(base, study, "data", s))
         for s in sorted(set(B_idx))
     }
     return torch.stack([cov[s] for s in B_idx]).to(dtype)
@@ -167,7 +130,7 @@ def _matrix_columns(runs, targets):
     return t
 
 
-def run_depth(depth: int, engine: dict, block: dict):
+def run_depth(depth: int, engine: dict, block: dict, log=None):
     """Identity vs orthogonal vs Gaussian init at depth L, each step of the grid with the same
     budget, one R per seed (shared by all depths, inits and steps)."""
     L, n, base = depth, block["n"], engine["base_seed"]
@@ -176,7 +139,7 @@ def run_depth(depth: int, engine: dict, block: dict):
     rows, inits = [], []
     for init in block["inits"]:
         for seed in range(block["seeds"]):
-            w0 = st.init_chain(init, L, n, generator(base, "depth", "init", L, init, seed))
+            w0 = starts.init_chain(init, L, n, generator(base, "depth", "init", L, init, seed))
             for k, delta in enumerate(block["deltas"]):
                 inits.append(w0)
                 rows.append(
@@ -201,15 +164,16 @@ def run_depth(depth: int, engine: dict, block: dict):
     chains = [[torch.stack([w[j] for w in inits]).to(dtype) for j in range(L)]]
     sigma = _sigma(base, "depth", block, n, dtype, list(runs["seed"]))
     delta = runs["delta"].to_numpy()
-    res, outcomes = _train(R, chains, [1], sigma, delta, block["iterations"], engine)
-    runs["delta_t1"] = st.delta_t1(L, runs["rho"].to_numpy())
+    res, outcomes = train(R, chains, [1], sigma, delta, block["iterations"], engine, log)
+    runs["delta_t1"] = theory.delta_t1(L, runs["rho"].to_numpy())
     for key, val in outcomes.items():
         runs[key] = val
-    runs.insert(0, "study", "depth")
+    runs.insert(0, "study", "stability")
+    runs.insert(1, "experiment", "depth")
     return runs, _curves("depth", runs["run_id"], res)
 
 
-def run_single_vs_double(depth: int, engine: dict, block: dict):
+def run_single_vs_double(depth: int, engine: dict, block: dict, log=None):
     """Single vs double network on random diagonalizable R, absolute and relative steps, at depth L."""
     L, n, base = depth, block["n"], engine["base_seed"]
     targets = _matrix_targets(base, "single_vs_double", n, block["regimes"], "gaussian", block["seeds"])
@@ -219,7 +183,7 @@ def run_single_vs_double(depth: int, engine: dict, block: dict):
             t = targets[(reg["name"], seed)]
             steps = [(float(d), np.nan, f"a{k}") for k, d in enumerate(block["deltas"])]
             steps += [
-                (float(st.delta_relative(c, L, t.sigma_max)), float(c), f"c{k}")
+                (float(theory.delta_relative(c, L, t.sigma_max)), float(c), f"c{k}")
                 for k, c in enumerate(block["delta_rel"])
             ]
             for delta, c, tag in steps:
@@ -248,7 +212,9 @@ def run_single_vs_double(depth: int, engine: dict, block: dict):
     out_runs, out_curves = [], []
     for network, signs in (("single", [1]), ("double", [1, -1])):
         chains = [[eye.clone() for _ in range(L)] for _ in signs]
-        res, outcomes = _train(R, chains, signs, sigma, delta, block["iterations"], engine)
+        if log is not None:
+            log(f"{network} network: {B} runs, {block['iterations']} iterations")
+        res, outcomes = train(R, chains, signs, sigma, delta, block["iterations"], engine, log)
         runs = pairs.copy()
         runs.insert(0, "run_id", [f"{p}_{network}" for p in pairs["pair_id"]])
         runs["network"] = network
@@ -257,31 +223,23 @@ def run_single_vs_double(depth: int, engine: dict, block: dict):
         out_runs.append(runs)
         out_curves.append(_curves("single_vs_double", runs["run_id"], res))
     runs = pd.concat(out_runs, ignore_index=True)
-    runs["delta_t1"] = st.delta_t1(L, runs["rho"].to_numpy())
-    runs.insert(0, "study", "single_vs_double")
+    runs["delta_t1"] = theory.delta_t1(L, runs["rho"].to_numpy())
+    runs.insert(0, "study", "stability")
+    runs.insert(1, "experiment", "single_vs_double")
     return runs, pd.concat(out_curves, ignore_index=True)
 
 
 RUNNERS = {"scalar": run_scalar, "depth": run_depth, "single_vs_double": run_single_vs_double}
 
 
-PARTS = tuple(RUNNERS)
-
-
-def run_shard(cfg: dict, part: str, depth: int) -> dict[str, pd.DataFrame]:
-    """Tables `runs` and `curves` of one shard; see the module docstring."""
+def run_shard(cfg: dict, shard: Shard) -> dict[str, pd.DataFrame]:
+    """Tables `runs` and `curves` of one shard (wildcards experiment, depth); see the module
+    docstring."""
     torch.set_flush_denormal(True)
-    engine = {k: v for k, v in cfg.items() if k not in PARTS}
-    runs, curves = RUNNERS[part](int(depth), engine, cfg[part])
+    experiment, depth = shard["experiment"], int(shard["depth"])
+    engine = {k: v for k, v in cfg.items() if k not in EXPERIMENTS}
+    shard.log(f"{experiment} at depth {depth}: building the batch")
+    runs, curves = RUNNERS[experiment](depth, engine, cfg[experiment], shard.log)
+    counts = ", ".join(f"{k} {v}" for k, v in runs["status"].value_counts().items())
+    shard.log(f"{len(runs)} runs: {counts}")
     return {"runs": runs, "curves": curves}
-
-
-def summary(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """`summary`: share of each status per depth, init, network and step grid of one part's runs."""
-    runs = tables["runs"]
-    keys = [k for k in ("depth", "init", "network", "regime", "target", "delta_grid") if k in runs]
-    counts = runs.groupby(keys + ["status"], dropna=False).size().unstack("status", fill_value=0)
-    counts = counts.reindex(columns=list(st.STATUSES), fill_value=0)
-    out = counts.div(counts.sum(axis=1), axis=0).add_prefix("share_")
-    out["runs"] = counts.sum(axis=1)
-    return {"summary": out.reset_index()}

@@ -32,7 +32,7 @@ def _boot(th, part: str, setting: dict) -> dict:
 
 
 def evaluate(tables, setting: dict, th) -> list[Part]:
-    runs = tables["stepsize"]
+    runs = tables["stepsize/runs"]
     a_stat = "share of reachable instances where the curvature step converges"
     b_stat = "median cost ratio, curvature step / best fixed step"
     missing = [c for c in COLUMNS if c not in runs]
@@ -93,7 +93,7 @@ def primary(tables, th) -> dict:
 
 def grid(tables, th) -> list[dict]:
     """One setting per (problem, network, depth) cell that has runs."""
-    runs = tables["stepsize"]
+    runs = tables["stepsize/runs"]
     if any(c not in runs for c in ("problem", "network", "depth")):
         return []
     keys = ["problem", "network", "depth"]
@@ -105,4 +105,4 @@ def grid(tables, th) -> list[dict]:
     ]
 
 
-CLAIMS = [Claim(8, TEXT, tables=("stepsize",), evaluate=evaluate, primary=primary, grid=grid)]
+CLAIMS = [Claim(8, TEXT, tables=("stepsize/runs",), evaluate=evaluate, primary=primary, grid=grid)]

@@ -2,8 +2,9 @@
 
 docs/science.md section 6.1. `descend` runs `theta_{t+1} = theta_t - delta_t grad l(theta_t)`
 for a batch of B runs as one tensor program, every run with its own rule, step state and
-counters, on the networks of pipeline.stability (`Rhat = sum_c sign_c W^c_L ... W^c_1`; the
-loss, its hand-written gradients and the chain products are imported from there). Rules
+counters, on the shared linear-network engine (`pipeline.linear`: `Rhat = sum_c sign_c
+W^c_L ... W^c_1`, the loss, its hand-written gradients, Hessian-vector products, Lanczos, the
+run statuses). Rules
 (`RULES`), for run b with initial / fixed step `delta0_b` and cap `cap_b`:
 
 - `fixed`: `delta_t = delta0`;
@@ -31,10 +32,11 @@ import numpy as np
 import torch
 
 from pipeline import tables
-from pipeline.stability import model as st
+from pipeline.linear.lanczos import lanczos
+from pipeline.linear.network import hessian_vector_product, loss, loss_and_gradients
+from pipeline.linear.status import Monitoring, classify
 
 RULES = ("fixed", "curvature", "polyak", "adgd", "armijo")
-STATUSES = st.STATUSES
 
 
 @dataclass(frozen=True)
@@ -72,34 +74,6 @@ class DescentResult:
     log_step: np.ndarray  # [T, B] step size taken at those iterations (NaN once stopped)
 
 
-# ----------------------------------------------------------------------- curvature ----
-
-
-def sharpness(R, chains, signs, iters: int, gen: torch.Generator, mask=None, memory: float = 2e7):
-    """lambda_max of each run's loss Hessian at `chains` [B] (NaN outside `mask` or where the
-    weights are not finite): `iters` Lanczos steps from random starts, in chunks of runs
-    whose Lanczos basis holds about `memory` numbers."""
-    B = R.shape[0]
-    D = sum(len(ws) for ws in chains) * R.shape[-1] ** 2
-    chunk = max(1, int(memory // (max(1, min(iters, D)) * D)))
-    out = torch.full((B,), float("nan"), dtype=torch.float64)
-    finite = torch.ones(B, dtype=torch.bool)
-    for ws in chains:
-        for w in ws:
-            finite &= torch.isfinite(w).flatten(1).all(1)
-    if mask is not None:
-        finite &= torch.as_tensor(np.asarray(mask, dtype=bool))
-    for start in range(0, B, chunk):
-        idx = torch.arange(start, min(start + chunk, B))
-        idx = idx[finite[idx]]
-        if len(idx):
-            sub = [[w[idx].double() for w in ws] for ws in chains]
-            hvp, D = st.hessian_vector_product(R[idx].double(), sub, signs)
-            q = torch.randn(len(idx), D, dtype=torch.float64, generator=gen)
-            out[idx] = st.lanczos(hvp, q, iters)[0]
-    return out.numpy()
-
-
 # -------------------------------------------------------------------------- engine ----
 
 
@@ -115,19 +89,14 @@ def descend(
     delta0,
     cap,
     iterations: int,
+    monitoring: Monitoring,
     *,
     rules: RuleSettings,
-    tol: float,
-    tol_window: int,
-    blowup: float,
-    log_points: int = 40,
-    osc_window: int = 200,
-    osc_fraction: float = 0.25,
-    osc_rise: float = 1e-4,
     start=None,
     gen: torch.Generator | None = None,
     armijo_chunk: int = 16,
     compact_every: int = 10,
+    log=None,
 ) -> DescentResult:
     """Gradient descent of B runs, each with its own step rule, as one tensor program.
 
@@ -137,12 +106,10 @@ def descend(
     vectors of the curvature rule's Lanczos (drawn from `gen` when None; only its runs' rows
     are used). Data are whitened (`Sigma = I`).
 
-    A run stops (and keeps its weights) when its loss exceeds `blowup` or is not finite
-    (`diverged`), or when its loss has stayed <= tol for `tol_window` consecutive iterations
-    (`converged`; `steps_to_tol` and the cost counters are taken where that streak began).
-    A run still going at `iterations` is `oscillating` when its loss rose (by more than
-    `osc_rise` relative) in at least `osc_fraction` of the last `osc_window` iterations, else
-    `not_converged`. The loop ends early once every run has stopped.
+    Statuses as in `pipeline.linear.status`: a run stops (and keeps its weights) when it
+    diverges or as soon as it has converged (`steps_to_tol` and the cost counters are taken
+    where its final streak below tol began). The loop ends early once every run has stopped.
+    `log(message)`, if given, is told the progress about ten times.
 
     Speed only (no effect on the results): stopped runs are masked (zero step) and, every
     `compact_every` iterations once they are a quarter of the batch, dropped from the working
@@ -209,12 +176,14 @@ def descend(
         for x, y in zip(final_layers, layers, strict=True):
             x[where] = y[rows]
 
-    log_steps = tables.log_steps(iterations, log_points)
+    tol, blowup = monitoring.tol, monitoring.blowup
+    log_steps = tables.log_steps(iterations, monitoring.log_points)
     log_at = {int(t): i for i, t in enumerate(log_steps)}
     log_loss = torch.full((len(log_steps), B), float("nan"), dtype=torch.float64)
     log_step = torch.full((len(log_steps), B), float("nan"), dtype=torch.float64)
-    window = max(1, min(osc_window, iterations))
-    tol_window = max(1, int(tol_window))
+    window = monitoring.window(iterations)
+    tol_window = max(1, int(monitoring.tol_window))
+    report_every = max(1, iterations // 10)
     cv_started = False
 
     with torch.no_grad():
@@ -233,7 +202,7 @@ def descend(
             for size in sizes:
                 nested.append(layers[k : k + size])
                 k += size
-            cur, grads = st.loss_and_gradients(w["R"], nested, signs)
+            cur, grads = loss_and_gradients(w["R"], nested, signs)
             cur = cur.double()
             glayers = _layers(grads)
             # ---- bookkeeping on [W] vectors: divergence, the tolerance streak, logs
@@ -252,10 +221,12 @@ def descend(
                 w["converged"] |= done
                 alive = w["alive"] = alive & ~stop
             if t > iterations - window:
-                w["rises"] += (cur > w["prev"] * (1 + osc_rise)) & alive
+                w["rises"] += (cur > w["prev"] * (1 + monitoring.osc_rise)) & alive
             w["prev"], w["cur"] = cur, cur
             if t in log_at:
                 log_loss[log_at[t], ids] = torch.where(alive | stop, cur, float("nan"))
+            if log is not None and t % report_every == 0:
+                log(f"iteration {t} of {iterations}: {int(alive.sum())} of {B} runs still going")
             if t == iterations or not bool(alive.any()):
                 break
             # ---- the step of every run
@@ -292,7 +263,7 @@ def descend(
                 s = span["curvature"]
                 if t % rules.every == 0:
                     sub = [[x[s] for x in ws] for ws in nested]
-                    hvp, _ = st.hessian_vector_product(w["R"][s], sub, signs)
+                    hvp, _ = hessian_vector_product(w["R"][s], sub, signs)
                     start_s, vec = w["cv_start"][s], w["cv_vec"][s]
                     if not cv_started:
                         q, iters = start_s, rules.first_iters
@@ -300,7 +271,7 @@ def descend(
                         ok = torch.isfinite(vec).all(1) & (vec.norm(dim=1) > 0)
                         warm = vec + rules.warm_noise * start_s / math.sqrt(D)
                         q, iters = torch.where(ok[:, None], warm, start_s), rules.iters
-                    lam, w["cv_vec"][s], _, k = st.lanczos(hvp, q, iters)
+                    lam, w["cv_vec"][s], _, k = lanczos(hvp, q, iters)
                     cv_started = True
                     w["counters"][s, 1] += k * alive[s]
                     good = torch.isfinite(lam) & (lam > 0)
@@ -332,19 +303,15 @@ def descend(
     w["stopped"] = torch.where(w["alive"], t, w["stopped"])
     flush(torch.ones(len(ids), dtype=torch.bool))
     conv, div = out["converged"], out["diverged"]
-    osc = ~conv & ~div & (out["rises"] >= osc_fraction * window)
     counters = torch.where(conv[:, None], out["snap"], out["counters"])
-    status = np.full(B, "not_converged", dtype=object)
-    status[osc.numpy()] = "oscillating"
-    status[conv.numpy()] = "converged"
-    status[div.numpy()] = "diverged"
+    status = classify(div.numpy(), conv.numpy(), out["rises"].numpy(), window, monitoring.osc_fraction)
     chains_out, k = [], 0
     for size in sizes:  # the outputs are in the original order already (written at ids)
         chains_out.append(final_layers[k : k + size])
         k += size
     return DescentResult(
         chains=chains_out,
-        status=status.astype(str),
+        status=status,
         final_loss=out["final_loss"].numpy(),
         steps_to_tol=np.where(conv.numpy(), out["streak_from"].numpy().astype(float), np.nan),
         stopped_step=out["stopped"].numpy().astype(float),
@@ -417,7 +384,7 @@ def _armijo(R, chains, grads, signs, s, loss0, gsq, trial0, alive, rules: RuleSe
             for ws, gs in zip(w_s, g_s, strict=True)
         ]
         R_k = _rows(R_s, sel) if K == 1 else _rows(R_s, sel).repeat(K, 1, 1)
-        lt = st.loss(R_k, moved, signs).double().reshape(K, m)
+        lt = loss(R_k, moved, signs).double().reshape(K, m)
         ok = lt <= loss0[idx][None, :] - rules.c * trials * gsq[idx][None, :]
         has = ok.any(0)
         first = ok.to(torch.int8).argmax(0)

@@ -1,17 +1,17 @@
 """The step-size study (docs/science.md section 6.1; claim 8): config slice -> tables.
 
 A shard is one problem at one depth: `scalar` (n = 1), `single` or `double` (n x n matrix
-networks) or `basin` (the region-of-attraction grid of the scalar network). `run_shard(cfg,
-problem, depth)` builds every run of the shard, runs them as one batched `model.descend`, and
-returns the tables `runs` and `curves` (problems) or `basins` (basin), columns in
-docs/tables.md; the other tables of a shard are empty.
+networks), or the basin map of one depth (the region-of-attraction grid of the scalar
+network; its shard has no `problem` wildcard). `run_shard(cfg, shard)` builds every run of the
+shard, runs them as one batched `model.descend`, and returns the tables `runs` and `curves`
+(problems) or `basins` (basin maps), columns in docs/tables.md.
 
 An *instance* is one (problem, depth, target, start, seed): the same initial weights and
 target for every rule. Each instance gets one run per rule and step factor `f` of the grid,
 with `delta0 = f * delta_ref` (the fixed step, AdGD's first step, Armijo's first trial, and
 Polyak's cap times `polyak.cap`), plus a single curvature run (that rule has no `delta0`).
 `delta_ref` is `delta*_L` of the scalar network, or for a matrix target the Theorem 1 step
-with `sigma_max` in place of `rho` (`stability.model.delta_relative(1, L, sigma_max)`). The
+with `sigma_max` in place of `rho` (`linear.theory.delta_relative(1, L, sigma_max)`). The
 oracle of an instance is its cheapest converged fixed-step run (the best fixed step of the
 grid in hindsight). Seeds derive from (base_seed, "stepsize", problem, purpose, ...): the
 same config gives identical tables, and a matrix target of seed k is the same at every depth.
@@ -23,15 +23,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.linear import starts, theory
+from pipeline.linear.lanczos import sharpness
+from pipeline.linear.network import flat_weights
+from pipeline.linear.status import Monitoring
 from pipeline.seeds import generator
-from pipeline.stability import model as st
+from pipeline.shard import Shard
 from pipeline.stepsize import model as ss
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-PROBLEMS = ("scalar", "single", "double", "basin")
-TABLES = ("runs", "curves", "basins")
 SIGNS = {"scalar": [1], "single": [1], "double": [1, -1]}
-BLOCKS = ("scalar", "matrix", "basin")
 
 
 # ------------------------------------------------------------------------- settings ----
@@ -52,21 +53,6 @@ def rule_settings(cfg: dict) -> ss.RuleSettings:
     )
 
 
-def engine_kwargs(cfg: dict) -> dict:
-    """Keyword arguments of `model.descend` from the engine settings of the config."""
-    osc = cfg["oscillation"]
-    return dict(
-        rules=rule_settings(cfg),
-        tol=cfg["tol"],
-        tol_window=cfg["tol_window"],
-        blowup=cfg["blowup"],
-        log_points=cfg["log_points"],
-        osc_window=osc["window"],
-        osc_fraction=osc["fraction"],
-        osc_rise=osc["rise"],
-    )
-
-
 def combined_cost(grads, hvps, loss_evals, cost: dict):
     """Gradient evaluations plus the weighted Hessian-vector products and loss evaluations."""
     return grads + cost["hvp_weight"] * hvps + cost["loss_weight"] * loss_evals
@@ -76,32 +62,17 @@ def combined_cost(grads, hvps, loss_evals, cost: dict):
 
 
 def scalar_init(kind: str, L: int, r: float, gen: torch.Generator, block: dict) -> torch.Tensor:
-    """Initial scalar weights [L] (float64).
-
-    identity, balanced, random: as in the stability study (`stability.model.init_scalar`:
-    w = 1; the balanced minimum, perturbed; an unbalanced minimum, perturbed). large: the
-    balanced weights of the product `large_factor * r`, perturbed the same way. gaussian:
-    i.i.d. N(0, gaussian_std^2), a standard random start.
-    """
-    if kind in ("identity", "balanced", "random"):
-        return st.init_scalar(kind, L, r, gen, block["perturbation"], block["random_spread"])
-    if kind == "large":
-        w = torch.full((L,), (block["large_factor"] * abs(r)) ** (1.0 / L), dtype=torch.float64)
-        if r < 0:
-            w[0] = -w[0]
-        return w * (1 + block["perturbation"] * torch.randn(L, dtype=torch.float64, generator=gen))
-    if kind == "gaussian":
-        return block["gaussian_std"] * torch.randn(L, dtype=torch.float64, generator=gen)
-    raise ValueError(f"unknown scalar start {kind!r}")
-
-
-def matrix_init(kind: str, L: int, n: int, gen: torch.Generator, block: dict) -> list:
-    """Initial weights [W_1..W_L] of one chain: identity, orthogonal, gaussian as in the
-    stability study (`stability.model.init_chain`); large: `large_factor^(1/L) I` (the product
-    is `large_factor I`)."""
-    if kind == "large":
-        return [block["large_factor"] ** (1.0 / L) * torch.eye(n, dtype=torch.float64) for _ in range(L)]
-    return st.init_chain(kind, L, n, gen)
+    """Initial scalar weights [L] of a start (`linear.starts.init_scalar` with the block's settings)."""
+    return starts.init_scalar(
+        kind,
+        L,
+        r,
+        gen,
+        block["perturbation"],
+        block["random_spread"],
+        block["large_factor"],
+        block["gaussian_std"],
+    )
 
 
 # ------------------------------------------------------------------------------ runs ----
@@ -172,9 +143,11 @@ def _curves(runs: pd.DataFrame, res: ss.DescentResult) -> pd.DataFrame:
     return df[np.isfinite(df["loss"])].reset_index(drop=True)
 
 
-def _descend(cfg, runs, R, chains, signs, iterations, key, D):
+def _descend(cfg, runs, R, chains, signs, iterations, key, D, log):
     """Run the batch; the curvature runs' Lanczos starts drawn from the shard's seed key."""
     start = torch.randn(len(runs), D, dtype=torch.float64, generator=generator(*key, "lanczos"))
+    log(f"{len(runs)} runs ({', '.join(f'{k} {v}' for k, v in runs['rule'].value_counts().items())}), "
+        f"{iterations} iterations")  # fmt: skip
     return ss.descend(
         R,
         chains,
@@ -183,16 +156,20 @@ def _descend(cfg, runs, R, chains, signs, iterations, key, D):
         runs["delta0"].to_numpy(),
         runs["cap"].to_numpy(),
         iterations,
+        Monitoring.from_config(cfg),
+        rules=rule_settings(cfg),
         start=start,
         armijo_chunk=32 if R.shape[-1] == 1 else 4,  # scalar: few large ops; matrix: few flops
-        **engine_kwargs(cfg),
+        log=log,
     )
 
 
-def _sharpness(cfg, R, res, signs, key) -> np.ndarray:
+def _sharpness(cfg, R, res, signs, key, log) -> np.ndarray:
     """lambda_max at the final iterate of every run that did not diverge (NaN for those)."""
+    log(f"sharpness at the end ({cfg['sharpness_iters']} Lanczos steps)")
     gen = generator(*key, "sharpness")
-    return ss.sharpness(R, res.chains, signs, cfg["sharpness_iters"], gen, mask=res.status != "diverged")
+    iters, mask = cfg["sharpness_iters"], res.status != "diverged"
+    return sharpness(R, res.chains, signs, iters=iters, gen=gen, mask=mask)[0]
 
 
 def _positions(runs: pd.DataFrame, instances: list[dict]) -> np.ndarray:
@@ -201,7 +178,7 @@ def _positions(runs: pd.DataFrame, instances: list[dict]) -> np.ndarray:
     return np.array([where[x] for x in runs["instance"]], dtype=np.int64)
 
 
-def run_scalar(cfg: dict, L: int):
+def run_scalar(cfg: dict, L: int, log):
     """Scalar network: targets x starts x seeds at depth L, every rule and step factor."""
     block, base = cfg["scalar"], cfg["base_seed"]
     instances, w0s = [], []
@@ -222,7 +199,7 @@ def run_scalar(cfg: dict, L: int):
                         init=init,
                         target=float(r),
                         family="scalar",
-                        delta_ref=float(st.delta_star(L, r)),
+                        delta_ref=float(theory.delta_star(L, r)),
                     )
                 )
     runs = _expand(instances, cfg["rules"], cfg["factors"], cfg)
@@ -230,23 +207,16 @@ def run_scalar(cfg: dict, L: int):
     chains = [[W0[:, j].reshape(-1, 1, 1).contiguous() for j in range(L)]]
     R = torch.tensor(runs["target"].to_numpy(), dtype=torch.float64).reshape(-1, 1, 1)
     key = (base, "stepsize", "scalar", L)
-    res = _descend(cfg, runs, R, chains, [1], block["iterations"], key, L)
-    sharp = ss.sharpness(
-        R,
-        res.chains,
-        [1],
-        cfg["sharpness_iters"],
-        generator(*key, "sharpness"),
-        mask=res.status != "diverged",
-    )
+    res = _descend(cfg, runs, R, chains, [1], block["iterations"], key, L, log)
+    sharp = _sharpness(cfg, R, res, [1], key, log)
     runs["iterations"] = block["iterations"]
     runs = _outcomes(runs, res, sharp, cfg["cost"])
-    final_w = torch.cat([w.reshape(-1, 1) for w in res.chains[0]], dim=1).numpy()
+    final_w = flat_weights(res.chains[0]).numpy()
     runs["final_product"] = np.prod(final_w, axis=1)
     return _oracle(runs), _curves(runs, res)
 
 
-def run_matrix(cfg: dict, network: str, L: int):
+def run_matrix(cfg: dict, network: str, L: int, log):
     """n x n single or double network: target families x starts x seeds at depth L."""
     block, base = cfg["matrix"], cfg["base_seed"]
     n, signs = block["n"], SIGNS[network]
@@ -254,10 +224,10 @@ def run_matrix(cfg: dict, network: str, L: int):
     for fam in block["families"]:
         for seed in range(block["seeds"]):
             tg = generator(base, "stepsize", "matrix", "target", fam["name"], seed)
-            target = st.random_target(n, fam["low"], fam["high"], fam["eigvec"], tg)
+            target = starts.random_target(n, fam["low"], fam["high"], fam["eigvec"], tg)
             for init in block["inits"]:
                 g = generator(base, "stepsize", "matrix", "init", network, L, fam["name"], init, seed)
-                inits.append([matrix_init(init, L, n, g, block) for _ in signs])
+                inits.append([starts.init_chain(init, L, n, g, block["large_factor"]) for _ in signs])
                 targets.append(target.R)
                 instances.append(
                     dict(
@@ -275,7 +245,7 @@ def run_matrix(cfg: dict, network: str, L: int):
                         sigma_max=target.sigma_max,
                         cond_eigvec=target.cond_eigvec,
                         eig_min=target.eig_min,
-                        delta_ref=float(st.delta_relative(1.0, L, target.sigma_max)),
+                        delta_ref=float(theory.delta_relative(1.0, L, target.sigma_max)),
                     )
                 )
     runs = _expand(instances, cfg["rules"], cfg["factors"], cfg)
@@ -286,15 +256,8 @@ def run_matrix(cfg: dict, network: str, L: int):
         [torch.stack([w[c][j] for w in inits])[pick].to(dtype) for j in range(L)] for c in range(len(signs))
     ]
     key = (base, "stepsize", network, L)
-    res = _descend(cfg, runs, R, chains, signs, block["iterations"], key, len(signs) * L * n * n)
-    sharp = ss.sharpness(
-        R,
-        res.chains,
-        signs,
-        cfg["sharpness_iters"],
-        generator(*key, "sharpness"),
-        mask=res.status != "diverged",
-    )
+    res = _descend(cfg, runs, R, chains, signs, block["iterations"], key, len(signs) * L * n * n, log)
+    sharp = _sharpness(cfg, R, res, signs, key, log)
     runs["iterations"] = block["iterations"]
     runs = _outcomes(runs, res, sharp, cfg["cost"])
     return _oracle(runs), _curves(runs, res)
@@ -310,21 +273,23 @@ def basin_grid(block: dict, L: int) -> np.ndarray:
     return grid
 
 
-def run_basin(cfg: dict, L: int) -> pd.DataFrame:
+def run_basin(cfg: dict, L: int, log) -> pd.DataFrame:
     """Region of attraction of the scalar network at depth L: every rule and basin factor from
     every point of the grid of initial weights."""
     block, base = cfg["basin"], cfg["base_seed"]
     r = float(block["target"])
     grid = basin_grid(block, L)
     instances = [
-        dict(instance=f"basin_L{L}_p{i}", point=i, depth=L, target=r, delta_ref=float(st.delta_star(L, r)))
+        dict(
+            instance=f"basin_L{L}_p{i}", point=i, depth=L, target=r, delta_ref=float(theory.delta_star(L, r))
+        )
         for i in range(len(grid))
     ]
     runs = _expand(instances, cfg["rules"], block["factors"], cfg)
     W0 = torch.as_tensor(grid[runs["point"].to_numpy()], dtype=torch.float64)
     chains = [[W0[:, j].reshape(-1, 1, 1).contiguous() for j in range(L)]]
     R = torch.full((len(runs), 1, 1), r, dtype=torch.float64)
-    res = _descend(cfg, runs, R, chains, [1], block["iterations"], (base, "stepsize", "basin", L), L)
+    res = _descend(cfg, runs, R, chains, [1], block["iterations"], (base, "stepsize", "basin", L), L, log)
     out = runs[["run_id", "depth", "target", "rule", "delta_factor", "delta0", "delta_ref"]].copy()
     out.insert(0, "study", "stepsize")
     for j, name in enumerate(("w1", "w2", "w3")):
@@ -334,54 +299,20 @@ def run_basin(cfg: dict, L: int) -> pd.DataFrame:
     out["final_loss"] = res.final_loss
     out["steps_to_tol"] = res.steps_to_tol
     out["cost"] = combined_cost(res.grads, res.hvps, res.loss_evals, cfg["cost"])
-    final_w = torch.cat([w.reshape(-1, 1) for w in res.chains[0]], dim=1).numpy()
+    final_w = flat_weights(res.chains[0]).numpy()
     out["final_product"] = np.prod(final_w, axis=1)
     return out
 
 
-def run_shard(cfg: dict, problem: str, depth: int) -> dict[str, pd.DataFrame]:
-    """Tables `runs`, `curves` and `basins` of one shard (the ones it does not make are empty)."""
+def run_shard(cfg: dict, shard: Shard) -> dict[str, pd.DataFrame]:
+    """Tables `runs` and `curves` of a problem's shard, or `basins` of a basin map's shard."""
     torch.set_flush_denormal(True)
-    depth = int(depth)
-    empty = pd.DataFrame()
-    if problem == "basin":
-        return {"runs": empty, "curves": empty, "basins": run_basin(cfg, depth)}
+    depth, problem = int(shard["depth"]), shard.wildcards.get("problem")
+    shard.log(f"{problem or 'basin map'} at depth {depth}")
+    if problem is None:
+        return {"basins": run_basin(cfg, depth, shard.log)}
     if problem == "scalar":
-        runs, curves = run_scalar(cfg, depth)
-    elif problem in ("single", "double"):
-        runs, curves = run_matrix(cfg, problem, depth)
+        runs, curves = run_scalar(cfg, depth, shard.log)
     else:
-        raise ValueError(f"unknown problem {problem!r}")
-    return {"runs": runs.drop(columns=["cap"]), "curves": curves, "basins": empty}
-
-
-# --------------------------------------------------------------------------- summary ----
-
-
-def summary(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """`summary`: per problem, network, depth, start, rule and step factor: runs, reachable instances,
-    success rate among them, shares of converged and diverged runs, and over the converged runs
-    the median cost and the median cost ratio to the best fixed step."""
-    runs = tables["runs"]
-    keys = ["problem", "network", "depth", "init", "rule", "delta_factor"]
-    if runs.empty:  # only the basin maps were run
-        return {"summary": pd.DataFrame(columns=keys)}
-    d = runs.assign(
-        converged=runs["status"] == "converged",
-        diverged=runs["status"] == "diverged",
-        ok_reach=(runs["status"] == "converged") & runs["reachable"],
-        cost_converged=runs["cost"].where(runs["status"] == "converged"),
-    )
-    g = d.groupby(keys, dropna=False)
-    out = pd.DataFrame(
-        {
-            "runs": g.size(),
-            "reachable": g["reachable"].sum(),
-            "share_converged": g["converged"].mean(),
-            "share_diverged": g["diverged"].mean(),
-            "success_reachable": g["ok_reach"].sum() / g["reachable"].sum().replace(0, np.nan),
-            "median_cost": g["cost_converged"].median(),
-            "median_cost_ratio": g["cost_ratio"].median(),
-        }
-    )
-    return {"summary": out.reset_index()}
+        runs, curves = run_matrix(cfg, problem, depth, shard.log)
+    return {"runs": runs.drop(columns=["cap"]), "curves": curves}

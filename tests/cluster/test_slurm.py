@@ -29,6 +29,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline import studies
 from tests.helpers import REPO, copy_repo, make_fake_mnist
 
 pytestmark = pytest.mark.slurm
@@ -190,8 +191,11 @@ def slurm_runs(slurm_cluster, tmp_path_factory, request):
     root = tmp_path_factory.mktemp("slurm-runs")
     # The smoke run's inputs, as conftest.smoke_run makes them (same files, same checksums).
     md5 = make_fake_mnist(root / "mnist", n_train=600, n_test=200)
+    # mnist.gpu = 1: the MNIST jobs ask Slurm for a GPU (a runtime key: the local run's tables match)
     (root / "override.yaml").write_text(
-        yaml.safe_dump({"mnist_dir": str(root / "mnist"), "data": {"md5": md5, "mirrors": []}})
+        yaml.safe_dump(
+            {"mnist_dir": str(root / "mnist"), "data": {"md5": md5, "mirrors": []}, "mnist": {"gpu": 1}}
+        )
     )
     # The failing variant: a checksum no file has, no mirrors; only the data stage is asked for.
     bad = dict(md5, **{"train-images-idx3-ubyte": hashlib.md5(b"not these images").hexdigest()})
@@ -245,13 +249,9 @@ def run_uuid(output: str) -> str:
     return m[1]
 
 
-def gpu_rules(work: Path) -> set[str]:
-    profile = yaml.safe_load((work / PROFILE / "config.yaml").read_text())
-    return {
-        rule
-        for rule, res in (profile.get("set-resources") or {}).items()
-        if int((res or {}).get("gpu", 0) or 0) > 0
-    }
+def gpu_rules() -> set[str]:
+    """The shard rules that ask for GPUs (<study>.gpu in the config; the registry says which)."""
+    return {k.rule for s in studies.STUDIES if s.gpu for k in s.kinds}
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -301,12 +301,13 @@ def test_smoke_configuration_runs_through_slurm(slurm_cluster, slurm_runs):
     # ... and Slurm ran each of them to completion.
     accounted = slurm_cluster.sacct(run_uuid(run.output))
     assert sorted(accounted) == sorted(s for _, s, _ in subs), accounted
-    gpu = gpu_rules(run.work)
+    gpu = gpu_rules()
+    assert gpu and gpu <= set(cluster_jobs.values())
     for jobid, slurm_id, _ in subs:
         row = accounted[slurm_id]
         assert row["State"] == "COMPLETED", row
         assert row["Comment"].startswith(f"rule_{cluster_jobs[jobid]}"), row
-        # The profile's GPU request reached Slurm (the local node has stand-in GPUs).
+        # The GPU request (mnist.gpu) reached Slurm (the local node has stand-in GPUs).
         if cluster_jobs[jobid] in gpu:
             assert "gres/gpu=1" in row["AllocTRES"], row
 

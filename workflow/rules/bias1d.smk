@@ -2,29 +2,9 @@
 # residual pairs with scalar weights, trained with Nesterov's method from narrow and wide bias
 # init intervals, and on a sub-grid also with non-gradient bias updates (kink search). One
 # shard per depth (all targets x intervals x seeds, and the comparison's runs, as one batch):
-# bias1d_shard -> bias1d_aggregate -> bias1d_figure.
-BIAS1D = config["bias1d"]
-BIAS1D_TABLES = (
-    "runs",
-    "snapshots",
-    "estimates",
-    "curves",
-    "layers",
-    "points",
-    "truth",
-    "progress",
-    "timing",
-)
-# Figures: name -> the tables it reads.
-BIAS1D_FIGURES = {
-    "fit": ["runs", "estimates", "points", "truth"],
-    "drift": ["runs"],
-    "lipschitz": ["runs"],
-    "budget": ["robustness"],
-    "updates_loss": ["runs", "progress"],
-    "updates_generalisation": ["runs"],
-    "updates_fit": ["runs", "estimates", "points", "truth"],
-}
+# bias1d_shard -> bias1d_aggregate -> bias1d_figure. Everything else: pipeline/studies.py.
+BIAS1D = studies.get("bias1d")
+(BIAS1D_SHARD,) = BIAS1D.kinds
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
@@ -35,74 +15,69 @@ localrules:
 
 rule bias1d_shard:
     output:
-        **{t: f"results/bias1d/shards/L{{depth}}/{t}.parquet" for t in BIAS1D_TABLES},
+        **BIAS1D.shard_outputs(BIAS1D_SHARD),
     log:
-        "results/logs/bias1d/shard_L{depth}.log",
+        job_log(BIAS1D, "shard", BIAS1D_SHARD.pattern)["log"],
     benchmark:
-        "results/benchmarks/bias1d/shard_L{depth}.tsv"
+        job_log(BIAS1D, "shard", BIAS1D_SHARD.pattern)["benchmark"]
     wildcard_constraints:
-        depth=r"\d+",
+        **constraints(BIAS1D, BIAS1D.shard_dir(BIAS1D_SHARD)),
     conda:
         ENV
-    threads: BIAS1D["threads"]
+    threads: config["bias1d"]["threads"]
+    resources:
+        **cluster_resources(BIAS1D),
     params:
-        # without the depth list, so adding a depth runs only its own shard
-        cfg=numbers(config, "bias1d", drop=("enabled", "depths")),
+        cfg=shard_config(BIAS1D_SHARD),
+        scratch=BIAS1D.scratch(BIAS1D_SHARD),
+        code=code([BIAS1D.module("study")], "shard.py"),
     script:
-        "../scripts/bias1d_shard.py"
+        "../scripts/shard.py"
 
 
 rule bias1d_aggregate:
     input:
-        expand(
-            "results/bias1d/shards/L{depth}/{table}.parquet",
-            depth=BIAS1D["depths"],
-            table=BIAS1D_TABLES,
-        ),
+        aggregate_inputs(BIAS1D),
     output:
-        **{t: f"results/bias1d/{t}.parquet" for t in BIAS1D_TABLES},
-        summary="results/bias1d/summary.csv",
-        robustness="results/bias1d/robustness.parquet",
-        updates="results/bias1d/updates.csv",
+        **BIAS1D.aggregate_outputs(),
     log:
-        "results/logs/bias1d/aggregate.log",
+        job_log(BIAS1D, "aggregate")["log"],
     benchmark:
-        "results/benchmarks/bias1d/aggregate.tsv"
+        job_log(BIAS1D, "aggregate")["benchmark"]
+    wildcard_constraints:
+        **constraints(BIAS1D, *BIAS1D.aggregate_outputs().values()),
     conda:
         ENV
     params:
-        study="bias1d",
+        study=BIAS1D.name,
+        code=code([BIAS1D.module("summary")], "aggregate.py"),
     script:
         "../scripts/aggregate.py"
 
 
 rule bias1d_figure:
     input:
-        unpack(
-            lambda wildcards: {
-                t: f"results/bias1d/{t}.parquet"
-                for t in BIAS1D_FIGURES[wildcards.figure]
-            }
-        ),
+        unpack(figure_inputs(BIAS1D)),
     output:
         report(
-            "results/bias1d/figures/{figure}.png",
+            BIAS1D.figure_output(),
             caption="../report/figure.rst",
-            category="1-D bias study",
+            category=BIAS1D.category,
             labels={"figure": "{figure}"},
         ),
-        expand("results/bias1d/figures/{{figure}}.{fmt}", fmt=FIGURE_FORMATS),
+        figure_formats(BIAS1D),
     log:
-        "results/logs/bias1d/figure_{figure}.log",
+        job_log(BIAS1D, "figure", "{figure}")["log"],
     benchmark:
-        "results/benchmarks/bias1d/figure_{figure}.tsv"
+        job_log(BIAS1D, "figure", "{figure}")["benchmark"]
     wildcard_constraints:
-        figure="|".join(BIAS1D_FIGURES),
+        figure="|".join(BIAS1D.figures),
     conda:
         ENV
     params:
-        figures="pipeline.bias1d.figures",
-        settings=figure_settings("bias1d"),
-        caption=lambda wildcards: caption("bias1d", wildcards.figure),
+        figures=BIAS1D.module("figures"),
+        settings=figure_settings(BIAS1D.name),
+        caption=lambda wildcards: caption(BIAS1D.name, wildcards.figure),
+        code=code([BIAS1D.module("figures")], "figure.py"),
     script:
         "../scripts/figure.py"

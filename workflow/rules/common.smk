@@ -1,8 +1,11 @@
-# Shared by the rule files (params slices, figure settings and captions, the final targets).
+# Shared by the rule files. Everything comes from the registry (pipeline/studies.py) and the
+# config; helpers for params, logs, captions and the final targets.
 import os
 from pathlib import Path
 
-from pipeline.config import canonical, numbers
+from pipeline import studies
+from pipeline.code import digest
+from pipeline.config import canonical
 
 # Scripts import the library from the repository root, installed or not (conda, clusters).
 os.environ.update(
@@ -11,10 +14,57 @@ os.environ.update(
     )
 )
 ENV = "../envs/pipeline.yaml"
+SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 CAPTIONS = Path(workflow.basedir) / "workflow" / "report"
 
 # Every figure is written as png (the reports embed it) and in each of figures.formats.
 FIGURE_FORMATS = [f for f in dict.fromkeys(config["figures"]["formats"]) if f != "png"]
+
+
+def code(modules, script):
+    """A digest of the code a job runs (pipeline/code.py), its script and library modules."""
+    return digest(modules, [SCRIPTS / script])
+
+
+def constraints(study, *patterns):
+    """The regex of each wildcard the given path patterns use."""
+    return {
+        k: v
+        for k, v in study.wildcards.items()
+        if any(f"{{{k}}}" in p for p in patterns)
+    }
+
+
+def job_log(study, name, pattern=""):
+    """results/logs/<study>/[<group>/]<name>[_<pattern>].log and the benchmark's
+    results/benchmarks/<same>.tsv."""
+    group = f"{{{study.group}}}/" if study.group and name != "figure" else ""
+    stem = f"{study.name}/{group}{name}{f'_{pattern}' if pattern else ''}"
+    return {
+        "log": f"results/logs/{stem}.log",
+        "benchmark": f"results/benchmarks/{stem}.tsv",
+    }
+
+
+def shard_config(kind):
+    """The params of a shard rule: the config slice its numbers depend on."""
+    return lambda wildcards: kind.config(config, dict(wildcards.items()))
+
+
+def aggregate_inputs(study):
+    return lambda wildcards: study.aggregate_inputs(
+        config, wildcards[study.group] if study.group else ""
+    )
+
+
+def figure_inputs(study):
+    return lambda wildcards: study.figure_inputs(config, wildcards.figure)
+
+
+def cluster_resources(study):
+    """runtime and mem_mb of a study's shards on a cluster, and its GPUs (config <study>.gpu)."""
+    gpu = {"gpu": config[study.name]["gpu"]} if study.gpu else {}
+    return {**study.resources, **gpu}
 
 
 def figure_settings(study):
@@ -35,78 +85,21 @@ def figure_files(pngs):
     return [f"{png[:-4]}.{fmt}" for png in pngs for fmt in ("png", *FIGURE_FORMATS)]
 
 
+def figure_formats(study):
+    return expand(
+        study.figure_output().replace(".png", ".{fmt}"),
+        fmt=FIGURE_FORMATS,
+        allow_missing=True,
+    )
+
+
 # ------------------------------------------------------------------ final outputs ----------
-# Each study's final outputs: its aggregated tables (every output of its aggregate rule) and
-# its figures (png; figure_files adds the other formats), empty when it is switched off.
-
-
-def stability_outputs():
-    return {
-        "tables": expand(
-            rules.stability_aggregate.output, part=STABILITY_PARTS, allow_missing=True
-        ),
-        "figures": [
-            f"results/stability/figures/{name}.png"
-            for name, (part, _) in STABILITY_FIGURES.items()
-            if part in STABILITY_PARTS
-        ],
-    }
-
-
-def bias1d_outputs():
-    if not BIAS1D["enabled"]:
-        return {"tables": [], "figures": []}
-    return {
-        "tables": list(rules.bias1d_aggregate.output),
-        "figures": [f"results/bias1d/figures/{name}.png" for name in BIAS1D_FIGURES],
-    }
-
-
-def mnist_shards(variant):
-    """The shard folders of one variant: every part that runs it, every seed of that part."""
-    return [
-        MNIST_SHARD.format(variant=variant, part=name, seed=seed)
-        for name, part in MNIST_PARTS.items()
-        if variant in part["variants"]
-        for seed in part["seeds"]
-    ]
-
-
-def mnist_outputs():
-    return {
-        "tables": expand(
-            rules.mnist_aggregate.output, variant=MNIST_VARIANTS, allow_missing=True
-        ),
-        "figures": (
-            [f"results/mnist/figures/{name}.png" for name in MNIST_FIGURES]
-            if MNIST_VARIANTS
-            else []
-        ),
-    }
-
-
-def stepsize_outputs():
-    problems = {problem for problem, _ in STEPSIZE_SHARDS.values()}
-    return {
-        "tables": list(rules.stepsize_aggregate.output) if problems else [],
-        "figures": [
-            f"results/stepsize/figures/{name}.png"
-            for name in STEPSIZE_FIGURES
-            # the basin maps need the basin shards, the other figures a problem's runs
-            if ("basin" in problems if name == "basins" else bool(problems - {"basin"}))
-        ],
-    }
 
 
 def study_outputs():
     """{study: {"tables": [...], "figures": [png, ...]}} for every enabled study."""
-    outputs = {
-        "stability": stability_outputs(),
-        "bias1d": bias1d_outputs(),
-        "mnist": mnist_outputs(),
-        "stepsize": stepsize_outputs(),
-    }
-    return {study: out for study, out in outputs.items() if out["tables"]}
+    outputs = {s.name: s.outputs(config) for s in studies.STUDIES}
+    return {name: out for name, out in outputs.items() if out["tables"]}
 
 
 def final_targets(report=True):
@@ -124,29 +117,53 @@ def final_targets(report=True):
 
 
 def claim_inputs(wildcards):
-    """The aggregated tables the claims read, by name, for the enabled studies."""
-    tables = {
-        part: expand(rules.stability_aggregate.output.runs, part=part)[0]
-        for part in STABILITY_PARTS
-    }
-    if BIAS1D["enabled"]:
-        tables["bias1d"] = rules.bias1d_aggregate.output.runs
-        tables["bias1d_snapshots"] = rules.bias1d_aggregate.output.snapshots
-        tables["bias1d_progress"] = rules.bias1d_aggregate.output.progress
-        tables["bias1d_timing"] = rules.bias1d_aggregate.output.timing
-    if MNIST_VARIANTS:
-        tables["mnist"] = expand(
-            rules.mnist_aggregate.output.metrics, variant=MNIST_VARIANTS
-        )
-    if STEPSIZE_SHARDS:
-        tables["stepsize"] = rules.stepsize_aggregate.output.runs
-    return tables
+    """The aggregated tables the claims read, by key (`<study>/<table key>`)."""
+    return {k: v for s in studies.STUDIES for k, v in s.claim_inputs(config).items()}
 
 
 def report_figures():
     """{section: [png, ...]} of the report page: every study's figures, then the claims'."""
     figures = {study: out["figures"] for study, out in study_outputs().items()}
     figures["report"] = [
-        f"results/report/figures/{name}.png" for name in REPORT_FIGURES
+        f"results/report/figures/{name}.png" for name in studies.REPORT_FIGURES
     ]
     return figures
+
+
+def benchmark_files(figures=True):
+    """The benchmark files of every job of this config: shards and aggregates (and figures)."""
+    files = []
+    for study in studies.STUDIES:
+        for kind in study.kinds:
+            path = job_log(study, "shard", kind.pattern)["benchmark"]
+            files += [path.format(**job) for job in kind.jobs(config)]
+        path = job_log(study, "aggregate")["benchmark"]
+        files += [
+            path.format(**{study.group: g} if study.group else {})
+            for g in study.active_groups(config)
+        ]
+        if figures:
+            path = job_log(study, "figure", "{figure}")["benchmark"]
+            files += [path.format(figure=f) for f in study.figures_run(config)]
+    return files
+
+
+def report_replaced_resources():
+    """A resource the command line or a profile sets for a shard rule replaces the one the rule
+    derives from the registry and the config (e.g. mnist.gpu): say so, never silently.
+    """
+    for study in studies.STUDIES:
+        for kind in study.kinds:
+            given = workflow.resource_settings.overwrite_resources.get(kind.rule, {})
+            for name, value in cluster_resources(study).items():
+                setting = getattr(given.get(name), "value", given.get(name))
+                if name in given and setting != value:
+                    key = (
+                        f"{study.name}.{name}"
+                        if name == "gpu"
+                        else f"the registry's {name}"
+                    )
+                    logger.warning(
+                        f"set-resources {kind.rule}:{name}={setting} (profile or command line) "
+                        f"replaces {value} from {key}."
+                    )

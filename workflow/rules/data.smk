@@ -1,16 +1,9 @@
 # MNIST: four uncompressed idx files, verified against their MD5, in the layout that
 # torchvision.datasets.MNIST(root="results/data", download=False) reads. Where they come from
 # (mnist_dir, data.mirrors, data.timeout_s) changes no byte, so it is read from the config by
-# the script rather than passed as params.
+# the script rather than passed as params; nor is its code: every file is checked against its
+# MD5, so a change of the fetching code cannot change a byte of it.
 from snakemake.exceptions import WorkflowError
-
-MNIST_RAW = "results/data/MNIST/raw"
-MNIST_FILES = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-]
 
 if config["mnist_dir"] and not Path(config["mnist_dir"]).is_dir():
     raise WorkflowError(
@@ -21,7 +14,7 @@ if config["mnist_dir"] and not Path(config["mnist_dir"]).is_dir():
 
 rule mnist_data:
     output:
-        expand(f"{MNIST_RAW}/{{name}}", name=MNIST_FILES),
+        studies.DATA["mnist"],
     log:
         "results/logs/data/mnist_data.log",
     conda:

@@ -1,32 +1,11 @@
 # MNIST study (docs/science.md section 5; claim 7): the paper's 20-network convex-concave
 # classifier and its baselines, in named parts (mnist.parts: run sets with their own variants,
-# seeds and a few overrides). One shard per part, variant and seed (resumable: it checkpoints
-# every epoch under its shards/ folder in checkpoints/, deliberately NOT a declared output,
-# so Snakemake never deletes it when a job fails or is killed; the job removes it once its
-# outputs are written): mnist_shard -> mnist_aggregate (per variant, every part) -> mnist_figure.
-from pipeline.config import mnist_part, mnist_parts
-
-MNIST = config["mnist"]
-MNIST_PARTS = mnist_parts(config)
-# Variants in the order the parts first name them.
-MNIST_VARIANTS = list(
-    dict.fromkeys(v for p in MNIST_PARTS.values() for v in p["variants"])
-)
-MNIST_TABLES = ("metrics", "drift", "lipschitz")
-MNIST_SHARD = "results/mnist/{variant}/shards/{part}-seed{seed}"
-
-
-# Figures: name -> the tables it reads (of every variant).
-MNIST_FIGURES = {
-    "accuracy": ["metrics"],
-    "gap": ["metrics"],
-    "drift": ["drift"],
-}
-
-
-wildcard_constraints:
-    variant="pair|convex_only|plain_mlp",
-    part="|".join(MNIST_PARTS) or "(?!)",
+# seeds and a few overrides). One shard per variant, part and seed, resumable from the
+# per-epoch checkpoint in its scratch folder (not a declared output, so Snakemake never
+# deletes it when a job fails or is killed; the job removes it once its outputs are written):
+# mnist_shard -> mnist_aggregate (per variant, every part) -> mnist_figure.
+MNIST = studies.get("mnist")
+(MNIST_SHARD,) = MNIST.kinds
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
@@ -37,80 +16,71 @@ localrules:
 
 rule mnist_shard:
     input:
-        expand(f"{MNIST_RAW}/{{name}}", name=MNIST_FILES),
+        **{name: studies.DATA[name] for name in MNIST.inputs},
     output:
-        **{t: f"{MNIST_SHARD}/{t}.parquet" for t in MNIST_TABLES},
-        model=f"{MNIST_SHARD}/model.pt",
+        **MNIST.shard_outputs(MNIST_SHARD),
     log:
-        "results/logs/mnist/{variant}/shard_{part}-seed{seed}.log",
+        job_log(MNIST, "shard", MNIST_SHARD.pattern)["log"],
     benchmark:
-        "results/benchmarks/mnist/{variant}/shard_{part}-seed{seed}.tsv"
+        job_log(MNIST, "shard", MNIST_SHARD.pattern)["benchmark"]
     wildcard_constraints:
-        seed=r"\d+",
+        **constraints(MNIST, MNIST.shard_dir(MNIST_SHARD)),
     conda:
         ENV
-    threads: MNIST["threads"]
+    threads: config["mnist"]["threads"]
     resources:
-        gpu=MNIST["gpu"],
+        **cluster_resources(MNIST),
     params:
-        # the part's numbers without its variant and seed lists: adding one trains only that one
-        cfg=lambda wildcards: mnist_part(config, wildcards.part),
-        checkpoint_dir=f"{MNIST_SHARD}/checkpoints",
+        cfg=shard_config(MNIST_SHARD),
+        scratch=MNIST.scratch(MNIST_SHARD),
+        code=code([MNIST.module("study")], "shard.py"),
     script:
-        "../scripts/mnist_shard.py"
+        "../scripts/shard.py"
 
 
 rule mnist_aggregate:
     input:
-        lambda wildcards: [
-            f"{shard}/{t}.parquet"
-            for shard in mnist_shards(wildcards.variant)
-            for t in MNIST_TABLES
-        ],
+        aggregate_inputs(MNIST),
     output:
-        **{t: f"results/mnist/{{variant}}/{t}.parquet" for t in MNIST_TABLES},
-        summary="results/mnist/{variant}/summary.csv",
+        **MNIST.aggregate_outputs(),
     log:
-        "results/logs/mnist/{variant}/aggregate.log",
+        job_log(MNIST, "aggregate")["log"],
     benchmark:
-        "results/benchmarks/mnist/{variant}/aggregate.tsv"
+        job_log(MNIST, "aggregate")["benchmark"]
+    wildcard_constraints:
+        **constraints(MNIST, *MNIST.aggregate_outputs().values()),
     conda:
         ENV
     params:
-        study="mnist",
+        study=MNIST.name,
+        code=code([MNIST.module("summary")], "aggregate.py"),
     script:
         "../scripts/aggregate.py"
 
 
 rule mnist_figure:
     input:
-        unpack(
-            lambda wildcards: {
-                t: expand(
-                    "results/mnist/{variant}/{t}.parquet", variant=MNIST_VARIANTS, t=t
-                )
-                for t in MNIST_FIGURES[wildcards.figure]
-            }
-        ),
+        unpack(figure_inputs(MNIST)),
     output:
         report(
-            "results/mnist/figures/{figure}.png",
+            MNIST.figure_output(),
             caption="../report/figure.rst",
-            category="MNIST",
+            category=MNIST.category,
             labels={"figure": "{figure}"},
         ),
-        expand("results/mnist/figures/{{figure}}.{fmt}", fmt=FIGURE_FORMATS),
+        figure_formats(MNIST),
     log:
-        "results/logs/mnist/figure_{figure}.log",
+        job_log(MNIST, "figure", "{figure}")["log"],
     benchmark:
-        "results/benchmarks/mnist/figure_{figure}.tsv"
+        job_log(MNIST, "figure", "{figure}")["benchmark"]
     wildcard_constraints:
-        figure="|".join(MNIST_FIGURES),
+        figure="|".join(MNIST.figures),
     conda:
         ENV
     params:
-        figures="pipeline.mnist.figures",
-        settings=figure_settings("mnist"),
-        caption=lambda wildcards: caption("mnist", wildcards.figure),
+        figures=MNIST.module("figures"),
+        settings=figure_settings(MNIST.name),
+        caption=lambda wildcards: caption(MNIST.name, wildcards.figure),
+        code=code([MNIST.module("figures")], "figure.py"),
     script:
         "../scripts/figure.py"

@@ -1,12 +1,29 @@
-# The report: every claim checked against the aggregated tables (results/report/claims.csv),
-# then one self-contained HTML page (results/report/index.html) with the claims, every
-# study's figures and captions, and the provenance of the run. Input paths come from the
-# studies' rules.
+# The report: every claim checked against the aggregated tables (results/report/claims.csv and
+# settings.parquet, the verdict at every setting of each claim's robustness grid), then one
+# self-contained HTML page (results/report/index.html) with the claims, every study's figures
+# and captions and the provenance of the run, and the claims as Markdown (claims.md, what the
+# README's results section is made from). Input paths come from the registry.
 from pipeline.config import without_runtime_keys
 from pipeline.report import config_digest
 
-# Figures of the claims themselves: name -> the report tables it reads.
-REPORT_FIGURES = {"robustness": ["robustness"]}
+# The provenance names the config files in the order they were merged (config.yaml, then those
+# given with --configfile): through the environment, not params, so that a file that changes no
+# number re-runs nothing (the report jobs run where snakemake runs).
+_GIVEN = [str(f) for f in workflow.overwrite_configfiles]
+os.environ.update(
+    PIPELINE_CONFIG_FILES=os.pathsep.join(
+        os.path.relpath(f, workflow.basedir)
+        for f in [
+            *(f for f in map(str, workflow.configfiles) if f not in _GIVEN),
+            *_GIVEN,
+        ]
+    ),
+    # ... and the sha256 of the merged config without its runtime keys (what the numbers depend
+    # on): claims.csv states the config it was computed under; a figure setting re-draws the page.
+    PIPELINE_CONFIG_DIGEST=config_digest(without_runtime_keys(config)),
+)
+# Every study's claims run in report_claims.
+CLAIMS_CODE = [s.module("claims") for s in studies.STUDIES]
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
@@ -26,8 +43,7 @@ rule report_claims:
             category="Claims",
             labels={"table": "claims"},
         ),
-        markdown="results/report/claims.md",
-        robustness="results/report/robustness.parquet",
+        settings="results/report/settings.parquet",
     log:
         "results/logs/report/claims.log",
     benchmark:
@@ -36,6 +52,10 @@ rule report_claims:
         ENV
     params:
         thresholds=canonical(config["report"]["claims"]),
+        benchmarks=benchmark_files(figures=False),
+        code=code(
+            ["pipeline.claims", "pipeline.report", *CLAIMS_CODE], "report_claims.py"
+        ),
     script:
         "../scripts/report_claims.py"
 
@@ -45,7 +65,7 @@ rule report_figure:
         unpack(
             lambda wildcards: {
                 t: f"results/report/{t}.parquet"
-                for t in REPORT_FIGURES[wildcards.figure]
+                for t in studies.REPORT_FIGURES[wildcards.figure]
             }
         ),
     output:
@@ -61,13 +81,14 @@ rule report_figure:
     benchmark:
         "results/benchmarks/report/figure_{figure}.tsv"
     wildcard_constraints:
-        figure="|".join(REPORT_FIGURES),
+        figure="|".join(studies.REPORT_FIGURES),
     conda:
         ENV
     params:
         figures="pipeline.claims_figures",
         settings=figure_settings("report"),
         caption=lambda wildcards: caption("report", wildcards.figure),
+        code=code(["pipeline.claims_figures"], "figure.py"),
     script:
         "../scripts/figure.py"
 
@@ -84,12 +105,13 @@ rule report_html:
         # every other final output, so the page is built last and sees every benchmark file
         targets=final_targets(report=False),
     output:
-        report(
+        html=report(
             "results/report/index.html",
             caption="../report/report_index.rst",
             category="Claims",
             labels={"table": "self-contained HTML report"},
         ),
+        markdown="results/report/claims.md",
     log:
         "results/logs/report/html.log",
     benchmark:
@@ -99,16 +121,17 @@ rule report_html:
     params:
         figures=report_figures(),
         enabled={
-            "stability": bool(STABILITY_PARTS),
-            "bias1d": BIAS1D["enabled"],
-            "mnist": bool(MNIST_VARIANTS),
-            "stepsize": bool(STEPSIZE_SHARDS),
+            **{s.name: s.enabled(config) for s in studies.STUDIES},
             "report": True,
         },
-        # the workflow's folder, where git tells the commit
-        repo=workflow.basedir,
-        benchmarks="results/benchmarks",
-        # sha256 of the whole config, shown in the provenance section
-        config_digest=config_digest(without_runtime_keys(config)),
+        benchmarks=benchmark_files()
+        + [
+            "results/benchmarks/report/claims.tsv",
+            *[
+                f"results/benchmarks/report/figure_{f}.tsv"
+                for f in studies.REPORT_FIGURES
+            ],
+        ],
+        code=code(["pipeline.report"], "report_html.py"),
     script:
         "../scripts/report_html.py"

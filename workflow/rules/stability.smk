@@ -1,26 +1,10 @@
 # Stability study (docs/science.md sections 1-2; claims 1-4): gradient descent on deep linear
-# networks, thousands of runs per job as one batched tensor program. Three parts, each
-# sharded by depth: stability_shard -> stability_aggregate (per part) -> stability_figure.
-# A shard's params hold only what its numbers depend on (the engine settings and its part's
-# block without the depth list), so changing a grid re-runs only that part's shards.
-STABILITY = config["stability"]
-STABILITY_ALL_PARTS = ("scalar", "depth", "single_vs_double")
-STABILITY_PARTS = [
-    p for p in STABILITY_ALL_PARTS if STABILITY["enabled"] and STABILITY[p]["enabled"]
-]
-STABILITY_TABLES = ("runs", "curves")
-# Figures: name -> (the part whose tables it reads, the tables).
-STABILITY_FIGURES = {
-    "phase_diagram": ("scalar", ["runs"]),
-    "sharpness": ("scalar", ["runs"]),
-    "depth": ("depth", ["runs"]),
-    "depth_region": ("depth", ["runs"]),
-    "single_vs_double": ("single_vs_double", ["runs", "curves"]),
-}
-
-
-wildcard_constraints:
-    part="|".join(STABILITY_ALL_PARTS),
+# networks, thousands of runs per job as one batched tensor program. Three experiments, each
+# sharded by depth: stability_shard -> stability_aggregate (per experiment) -> stability_figure.
+# Paths, tables, figures and the config slice of each shard come from the registry entry
+# (pipeline/studies.py); changing a grid re-runs only that experiment's shards.
+STABILITY = studies.get("stability")
+(STABILITY_SHARD,) = STABILITY.kinds
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
@@ -31,83 +15,69 @@ localrules:
 
 rule stability_shard:
     output:
-        **{
-            t: f"results/stability/{{part}}/shards/L{{depth}}/{t}.parquet"
-            for t in STABILITY_TABLES
-        },
+        **STABILITY.shard_outputs(STABILITY_SHARD),
     log:
-        "results/logs/stability/{part}/shard_L{depth}.log",
+        job_log(STABILITY, "shard", STABILITY_SHARD.pattern)["log"],
     benchmark:
-        "results/benchmarks/stability/{part}/shard_L{depth}.tsv"
+        job_log(STABILITY, "shard", STABILITY_SHARD.pattern)["benchmark"]
     wildcard_constraints:
-        depth=r"\d+",
+        **constraints(STABILITY, STABILITY.shard_dir(STABILITY_SHARD)),
     conda:
         ENV
-    threads: STABILITY["threads"]
+    threads: config["stability"]["threads"]
+    resources:
+        **cluster_resources(STABILITY),
     params:
-        # the engine settings and this part's block, without its depth list
-        cfg=lambda wildcards: canonical(
-            {
-                **numbers(config, "stability", drop=("enabled", *STABILITY_ALL_PARTS)),
-                wildcards.part: numbers(
-                    config, f"stability.{wildcards.part}", drop=("enabled", "depths")
-                ),
-            }
-        ),
+        cfg=shard_config(STABILITY_SHARD),
+        scratch=STABILITY.scratch(STABILITY_SHARD),
+        code=code([STABILITY.module("study")], "shard.py"),
     script:
-        "../scripts/stability_shard.py"
+        "../scripts/shard.py"
 
 
 rule stability_aggregate:
     input:
-        lambda wildcards: expand(
-            "results/stability/{part}/shards/L{depth}/{table}.parquet",
-            part=wildcards.part,
-            depth=STABILITY[wildcards.part]["depths"],
-            table=STABILITY_TABLES,
-        ),
+        aggregate_inputs(STABILITY),
     output:
-        **{t: f"results/stability/{{part}}/{t}.parquet" for t in STABILITY_TABLES},
-        summary="results/stability/{part}/summary.csv",
+        **STABILITY.aggregate_outputs(),
     log:
-        "results/logs/stability/{part}/aggregate.log",
+        job_log(STABILITY, "aggregate")["log"],
     benchmark:
-        "results/benchmarks/stability/{part}/aggregate.tsv"
+        job_log(STABILITY, "aggregate")["benchmark"]
+    wildcard_constraints:
+        **constraints(STABILITY, *STABILITY.aggregate_outputs().values()),
     conda:
         ENV
     params:
-        study="stability",
+        study=STABILITY.name,
+        code=code([STABILITY.module("summary")], "aggregate.py"),
     script:
         "../scripts/aggregate.py"
 
 
 rule stability_figure:
     input:
-        unpack(
-            lambda wildcards: {
-                t: f"results/stability/{STABILITY_FIGURES[wildcards.figure][0]}/{t}.parquet"
-                for t in STABILITY_FIGURES[wildcards.figure][1]
-            }
-        ),
+        unpack(figure_inputs(STABILITY)),
     output:
         report(
-            "results/stability/figures/{figure}.png",
+            STABILITY.figure_output(),
             caption="../report/figure.rst",
-            category="Stability",
+            category=STABILITY.category,
             labels={"figure": "{figure}"},
         ),
-        expand("results/stability/figures/{{figure}}.{fmt}", fmt=FIGURE_FORMATS),
+        figure_formats(STABILITY),
     log:
-        "results/logs/stability/figure_{figure}.log",
+        job_log(STABILITY, "figure", "{figure}")["log"],
     benchmark:
-        "results/benchmarks/stability/figure_{figure}.tsv"
+        job_log(STABILITY, "figure", "{figure}")["benchmark"]
     wildcard_constraints:
-        figure="|".join(STABILITY_FIGURES),
+        figure="|".join(STABILITY.figures),
     conda:
         ENV
     params:
-        figures="pipeline.stability.figures",
-        settings=figure_settings("stability"),
-        caption=lambda wildcards: caption("stability", wildcards.figure),
+        figures=STABILITY.module("figures"),
+        settings=figure_settings(STABILITY.name),
+        caption=lambda wildcards: caption(STABILITY.name, wildcards.figure),
+        code=code([STABILITY.module("figures")], "figure.py"),
     script:
         "../scripts/figure.py"

@@ -1,39 +1,10 @@
 # Step-size study (docs/science.md section 6.1; claim 8, ours): fixed, curvature-controlled,
-# Polyak, AdGD and Armijo steps on the scalar and matrix networks, and the regions of
-# attraction of the scalar network. One shard per problem and depth (every rule, step factor,
-# target, start and seed as one batch): stepsize_shard -> stepsize_aggregate -> stepsize_figure.
-# A shard's params hold only what its numbers depend on (the engine and rule settings and its
-# problem's block without the depth and network lists), so changing a grid re-runs only those
-# shards.
-STEPSIZE = config["stepsize"]
-STEPSIZE_BLOCKS = ("scalar", "matrix", "basin")
-STEPSIZE_TABLES = ("runs", "curves", "basins")
-# Figures: name -> the tables it reads.
-STEPSIZE_FIGURES = {
-    "success": ["runs"],
-    "cost_depth": ["runs"],
-    "basins": ["basins"],
-}
-# The config block of each problem.
-STEPSIZE_BLOCK_OF = {
-    "scalar": "scalar",
-    "single": "matrix",
-    "double": "matrix",
-    "basin": "basin",
-}
-# Shards of the enabled problems: name -> (problem, depth), e.g. scalar_L8, double_L4, basin_L2.
-STEPSIZE_SHARDS = {
-    f"{problem}_L{depth}": (problem, depth)
-    for problem, block in STEPSIZE_BLOCK_OF.items()
-    if STEPSIZE["enabled"]
-    and STEPSIZE[block]["enabled"]
-    and (block != "matrix" or problem in STEPSIZE["matrix"]["networks"])
-    for depth in STEPSIZE[block]["depths"]
-}
-
-
-wildcard_constraints:
-    problem="scalar|single|double|basin",
+# Polyak, AdGD and Armijo steps on the scalar and matrix networks (stepsize_shard, one per
+# problem and depth: every rule, step factor, target, start and seed as one batch), and the
+# regions of attraction of the scalar network (stepsize_basin, one per depth):
+# -> stepsize_aggregate -> stepsize_figure. Everything else: pipeline/studies.py.
+STEPSIZE = studies.get("stepsize")
+STEPSIZE_SHARD, STEPSIZE_BASIN = STEPSIZE.kinds
 
 
 # Cheap jobs run where snakemake runs, also under a cluster executor.
@@ -44,85 +15,91 @@ localrules:
 
 rule stepsize_shard:
     output:
-        **{
-            t: f"results/stepsize/shards/{{problem}}_L{{depth}}/{t}.parquet"
-            for t in STEPSIZE_TABLES
-        },
+        **STEPSIZE.shard_outputs(STEPSIZE_SHARD),
     log:
-        "results/logs/stepsize/shard_{problem}_L{depth}.log",
+        job_log(STEPSIZE, "shard", STEPSIZE_SHARD.pattern)["log"],
     benchmark:
-        "results/benchmarks/stepsize/shard_{problem}_L{depth}.tsv"
+        job_log(STEPSIZE, "shard", STEPSIZE_SHARD.pattern)["benchmark"]
     wildcard_constraints:
-        depth=r"\d+",
+        **constraints(STEPSIZE, STEPSIZE.shard_dir(STEPSIZE_SHARD)),
     conda:
         ENV
-    threads: STEPSIZE["threads"]
+    threads: config["stepsize"]["threads"]
+    resources:
+        **cluster_resources(STEPSIZE),
     params:
-        # the engine and rule settings and this problem's block, without its grid lists
-        cfg=lambda wildcards: canonical(
-            {
-                **numbers(config, "stepsize", drop=("enabled", *STEPSIZE_BLOCKS)),
-                STEPSIZE_BLOCK_OF[wildcards.problem]: numbers(
-                    config,
-                    f"stepsize.{STEPSIZE_BLOCK_OF[wildcards.problem]}",
-                    drop=("enabled", "depths", "networks"),
-                ),
-            }
-        ),
+        cfg=shard_config(STEPSIZE_SHARD),
+        scratch=STEPSIZE.scratch(STEPSIZE_SHARD),
+        code=code([STEPSIZE.module("study")], "shard.py"),
     script:
-        "../scripts/stepsize_shard.py"
+        "../scripts/shard.py"
+
+
+rule stepsize_basin:
+    output:
+        **STEPSIZE.shard_outputs(STEPSIZE_BASIN),
+    log:
+        job_log(STEPSIZE, "shard", STEPSIZE_BASIN.pattern)["log"],
+    benchmark:
+        job_log(STEPSIZE, "shard", STEPSIZE_BASIN.pattern)["benchmark"]
+    wildcard_constraints:
+        **constraints(STEPSIZE, STEPSIZE.shard_dir(STEPSIZE_BASIN)),
+    conda:
+        ENV
+    threads: config["stepsize"]["threads"]
+    resources:
+        **cluster_resources(STEPSIZE),
+    params:
+        cfg=shard_config(STEPSIZE_BASIN),
+        scratch=STEPSIZE.scratch(STEPSIZE_BASIN),
+        code=code([STEPSIZE.module("study")], "shard.py"),
+    script:
+        "../scripts/shard.py"
 
 
 rule stepsize_aggregate:
     input:
-        # every table of every shard (a problem's basins and a map's runs and curves are empty)
-        expand(
-            "results/stepsize/shards/{shard}/{table}.parquet",
-            shard=STEPSIZE_SHARDS,
-            table=STEPSIZE_TABLES,
-        ),
+        aggregate_inputs(STEPSIZE),
     output:
-        **{t: f"results/stepsize/{t}.parquet" for t in STEPSIZE_TABLES},
-        summary="results/stepsize/summary.csv",
+        **STEPSIZE.aggregate_outputs(),
     log:
-        "results/logs/stepsize/aggregate.log",
+        job_log(STEPSIZE, "aggregate")["log"],
     benchmark:
-        "results/benchmarks/stepsize/aggregate.tsv"
+        job_log(STEPSIZE, "aggregate")["benchmark"]
+    wildcard_constraints:
+        **constraints(STEPSIZE, *STEPSIZE.aggregate_outputs().values()),
     conda:
         ENV
     params:
-        study="stepsize",
+        study=STEPSIZE.name,
+        code=code([STEPSIZE.module("summary")], "aggregate.py"),
     script:
         "../scripts/aggregate.py"
 
 
 rule stepsize_figure:
     input:
-        unpack(
-            lambda wildcards: {
-                t: f"results/stepsize/{t}.parquet"
-                for t in STEPSIZE_FIGURES[wildcards.figure]
-            }
-        ),
+        unpack(figure_inputs(STEPSIZE)),
     output:
         report(
-            "results/stepsize/figures/{figure}.png",
+            STEPSIZE.figure_output(),
             caption="../report/figure.rst",
-            category="Step sizes",
+            category=STEPSIZE.category,
             labels={"figure": "{figure}"},
         ),
-        expand("results/stepsize/figures/{{figure}}.{fmt}", fmt=FIGURE_FORMATS),
+        figure_formats(STEPSIZE),
     log:
-        "results/logs/stepsize/figure_{figure}.log",
+        job_log(STEPSIZE, "figure", "{figure}")["log"],
     benchmark:
-        "results/benchmarks/stepsize/figure_{figure}.tsv"
+        job_log(STEPSIZE, "figure", "{figure}")["benchmark"]
     wildcard_constraints:
-        figure="|".join(STEPSIZE_FIGURES),
+        figure="|".join(STEPSIZE.figures),
     conda:
         ENV
     params:
-        figures="pipeline.stepsize.figures",
-        settings=figure_settings("stepsize"),
-        caption=lambda wildcards: caption("stepsize", wildcards.figure),
+        figures=STEPSIZE.module("figures"),
+        settings=figure_settings(STEPSIZE.name),
+        caption=lambda wildcards: caption(STEPSIZE.name, wildcards.figure),
+        code=code([STEPSIZE.module("figures")], "figure.py"),
     script:
         "../scripts/figure.py"
