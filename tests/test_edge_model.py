@@ -107,15 +107,31 @@ def test_gfs_keeps_signs_and_differences_and_fits_the_target():
     assert (2 / em.phi(w, r, s).numpy() <= em.delta_star(5, r.numpy(), s.numpy()) * (1 + 1e-14)).all()
 
 
-def test_stalls_are_flagged():
-    w = t([[1.0, 2.0], [-1.0, 2.0], [0.0, 3.0], [1.0, -1.0], [2.0, 0.5]])
-    r = t([-1.0, 1.0, 1.0, -2.0, 1.0])  # sign(P) != sign(r), P == 0, then two that reach r
-    c = em.gfs_offset(w, r)
-    assert torch.isnan(c[:3]).all() and torch.isfinite(c[3:]).all()
-    assert torch.isnan(em.gfs(w, r)[:3]).all()
-    p = em.phi(w, r, 1.0)
-    assert torch.isnan(p[:3]).all()
-    assert list(em.regime(p, 0.1, 1.0)) == ["stalls"] * 3 + ["flow"] * 2
+def test_stalls_only_at_a_tie_for_the_smallest_weight():
+    # sign(P) != sign(r) or P == 0 with a tie for the smallest |w_i|: the tied weights reach 0
+    # together, at a saddle. Otherwise the unique smallest weight crosses 0 and the flow goes on.
+    stalls = [([1.0, 1.0], -1.0), ([-1.0, 1.0, 2.0], 1.0), ([0.0, 0.0, 3.0], 1.0), ([1.0, 1.0, 1.0], -2.0)]
+    crosses = [([1.0, -2.0], 1.0), ([0.0, 3.0], -1.0), ([-0.5, 2.0, 1.0], 1.0), ([-0.7], 2.0)]
+    for (ws, r), stalled in [(case, True) for case in stalls] + [(case, False) for case in crosses]:
+        w = t([ws])
+        p = em.phi(w, r, 1.0)
+        assert torch.isnan(p).item() == stalled, ws
+        assert torch.isnan(em.gfs_offset(w, r)).item() == stalled, ws
+        assert torch.isnan(em.gfs(w, r)).all().item() == stalled, ws
+        assert em.regime(p, 0.01, 10.0)[0] == ("stalls" if stalled else "flow")
+    # the crossing weight takes the sign of r prod_{j != i} w_j (also from exactly 0)
+    v = em.gfs(t([[1.0, -2.0], [0.0, 3.0]]), t([1.0, -1.0]))
+    assert torch.equal(torch.sign(v), t([[-1.0, -1.0], [-1.0, 1.0]]))
+    assert torch.allclose(v.prod(dim=1), t([1.0, -1.0]), rtol=1e-14, atol=0)
+    assert em.gfs(t([[-0.7]]), 2.0).item() == 2.0
+    # a tie is harmless when sign(P) = sign(r): the flow never reaches 0
+    assert torch.isfinite(em.phi(t([[1.0, 1.0, 1.0], [-1.0, -1.0, 2.0]]), 1.0)).all()
+    # the flow itself stops at the saddle of a tie and goes through 0 otherwise
+    w = t([[1.0, 1.0, 1.5], [0.5, 1.1, 1.5], [0.0, 2.0, 3.0]])
+    ref = em.flow_reference(w, -1.0, 1.0, horizon=50.0)
+    assert ref.loss[0] > 0.4 and (ref.loss[1:] < 1e-26).all()
+    assert np.allclose(ref.sharpness[1:], em.phi(w[1:], -1.0).numpy(), rtol=1e-6, atol=0)
+    assert np.allclose(ref.w[1:], em.gfs(w[1:], -1.0).numpy(), rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("L", [1, 2, 3, 4, 8, 16])
@@ -130,6 +146,25 @@ def test_phi_matches_the_integrated_flow(L):
     assert (ref.loss < 1e-26).all()
     assert np.allclose(ref.sharpness, em.phi(w, r, s).numpy(), rtol=1e-6, atol=0)
     assert np.allclose(ref.w, em.gfs(w, r).numpy(), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("L", [1, 2, 3, 4])
+def test_phi_matches_the_flow_through_zero(L):
+    # sign(P) != sign(r) with a clearly smallest weight: the flow carries it through 0. (Deep
+    # networks pass close to the origin on the way, where the flow crawls, so L stays small.)
+    gen = torch.Generator().manual_seed(20 + L)
+    r = t([0.5, -0.5, 2.0, -2.0] * 4)
+    s = t([1.0, 0.3] * 8)
+    w = mixed_starts(gen, len(r), L, r)
+    w[:, 0] = -0.2 * torch.sign(w[:, 0])
+    if L > 1:
+        w[:, 1:] = torch.sign(w[:, 1:]) * (0.6 + w[:, 1:].abs())
+    ref = em.flow_reference(w, r, s)
+    assert (ref.loss < 1e-26).all()
+    assert np.allclose(ref.sharpness, em.phi(w, r, s).numpy(), rtol=1e-6, atol=0)
+    v = em.gfs(w, r).numpy()
+    assert np.allclose(ref.w, v, rtol=1e-6, atol=0)
+    assert (np.sign(v[:, 0]) == -np.sign(w[:, 0].numpy())).all()
 
 
 # ------------------------------------------------------------------- derivatives ----

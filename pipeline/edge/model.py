@@ -6,12 +6,19 @@ is `s (P - r) prod_{j != i} w_j` and gradient descent steps `w <- w - delta grad
 
 Along the gradient flow every `w_i^2` moves at the same speed (`-2 s (P - r) P`), so the
 pairwise differences `w_i^2 - w_j^2` never change. The minimum the flow reaches from `w` (its
-gradient-flow solution, GFS) therefore has squared weights `w_i^2 + c`, each weight keeping its
-sign, where the offset `c` is the single root of `prod_i (w_i^2 + c) = r^2` on
-`(-min_i w_i^2, inf)`. That root only exists as a limit of the flow when `P` and `r` share a
-sign; otherwise the flow shrinks `|P|` to 0 and stops at a saddle ("stalls"). At a minimum the
-Hessian is `s g g^T` with `g_i = P / w_i`, so the GFS's sharpness (top Hessian eigenvalue) is
-`phi(w) = s r^2 sum_i 1 / (w_i^2 + c)`.
+gradient-flow solution, GFS) therefore has squared weights `w_i^2 + c`, where the offset `c` is
+the single root of `prod_i (w_i^2 + c) = r^2` on `(-min_i w_i^2, inf)`.
+
+Signs. When `P` and `r` share a sign every weight keeps its sign. When they do not (or `P = 0`),
+all `w_i^2` shrink together until the smallest one reaches 0; if that smallest `|w_i|` is unique,
+the point reached is no critical point (the other weights are nonzero, so `dl/dw_i =
+-s r prod_{j != i} w_j != 0`), the flow carries `w_i` through 0, `P` changes sign and the
+flow goes on to the same GFS with that one weight's sign flipped (to `sign(r prod_{j != i}
+w_j)`). Only when two or more weights tie for the smallest `|w_i|` do they reach 0 together:
+that is a saddle (every partial derivative vanishes once two weights are 0), the flow stops
+there and `phi` is undefined ("stalls", NaN). A near tie gives a finite but very sharp GFS.
+At a minimum the Hessian is `s g g^T` with `g_i = P / w_i`, so the GFS's sharpness (top Hessian
+eigenvalue) is `phi(w) = s r^2 sum_i 1 / (w_i^2 + c)`.
 
 By AM-GM `phi >= s L |r|^(2 - 2/L)`, with equality at the balanced GFS (all `|w_i|` equal),
 so `2 / phi(w) <= delta*_L = 2 / (s L |r|^(2(L-1)/L))`, the step above which no minimum is
@@ -84,9 +91,22 @@ def leave_one_out(w):
     return pre * suf, pre[..., -1] * w[..., -1]
 
 
-def _stalls(P, r):
-    """`[B]` True where the flow cannot reach `P = r`: `P == 0`, `sign(P) != sign(r)`, or not finite."""
-    return ~((P * r > 0) & torch.isfinite(P) & torch.isfinite(r))
+def _crossing(w, r):
+    """`(stalls [B], flip [B, L])` for weights `w [B, L]` and targets `r [B]`.
+
+    `flip`: the weight the flow carries through 0 (the unique smallest `|w_i|` where
+    `sign(P) != sign(r)` or `P == 0`). `stalls`: a tie for the smallest `|w_i|` in that case (the
+    flow ends at a saddle), `r == 0`, or values that are not finite.
+    """
+    _, P = leave_one_out(w)
+    a = w.abs()
+    at_min = a == a.min(dim=1, keepdim=True).values
+    unique = at_min.sum(dim=1) == 1
+    across = ~(P * r > 0)
+    ok = torch.isfinite(w).all(dim=1) & torch.isfinite(r) & (r != 0)
+    stalls = ~ok | (across & ~unique)
+    flip = (across & ~stalls)[:, None] & at_min
+    return stalls, flip
 
 
 def _corner_root(b, lr2):
@@ -113,6 +133,8 @@ def _corner_root(b, lr2):
 def _gfs_squares(w, r):
     """`(c [B], q [B, L], stalls [B])`: the offset, the GFS's squared weights `w_i^2 + c` and the flag.
 
+    The offset does not depend on the signs; `stalls` is `_crossing`'s.
+
     The root is sought in `u = log(min_i w_i^2 + c)`: with `b_i = w_i^2 - min_j w_j^2 >= 0`,
     `F(u) = sum_i log(b_i + e^u) - log r^2` is increasing and convex with `1 <= F' <= L`, so
     the root lies in `[hi - F(hi), hi]`, `hi = log(r^2) / L` (where `F >= 0`). Newton's method
@@ -126,8 +148,7 @@ def _gfs_squares(w, r):
     L = 1 is exact: `c = r^2 - w^2`.
     """
     w, r = _batch(w, r)
-    _, P = leave_one_out(w)
-    stalls = _stalls(P, r)
+    stalls, _ = _crossing(w, r)
     a = torch.where(stalls[:, None], torch.ones_like(w), w * w)
     r2 = torch.where(stalls, torch.ones_like(r), r * r)
     if w.shape[1] == 1:
@@ -173,19 +194,25 @@ def gfs_offset(w, r):
     """Offset `c [B]` of the gradient-flow solution from `w [B, L]` (target `r`: scalar or `[B]`).
 
     The unique root of `prod_i (w_i^2 + c) = r^2` on `(-min_i w_i^2, inf)` (see `_gfs_squares`
-    for the method); NaN where the flow stalls (`P == 0` or `sign(P) != sign(r)`).
+    for the method); NaN where the flow stalls (two or more weights tie for the smallest `|w_i|`
+    while `sign(P) != sign(r)` or `P == 0`; see the module docstring).
     """
     return _gfs_squares(w, r)[0]
 
 
 def gfs(w, r):
-    """Weights `[B, L]` of the gradient-flow solution from `w [B, L]`: `sign(w_i) sqrt(w_i^2 + c)`.
+    """Weights `[B, L]` of the gradient-flow solution from `w [B, L]`: `+-sqrt(w_i^2 + c)`.
 
-    Rows where the flow stalls are NaN.
+    Signs are kept, except where `sign(P) != sign(r)` (or `P == 0`): there the unique smallest
+    weight, which the flow carries through 0, gets `sign(r prod_{j != i} w_j)`. Rows where the
+    flow stalls are NaN.
     """
     w, r = _batch(w, r)
     _, q, _ = _gfs_squares(w, r)
-    return torch.sign(w) * torch.sqrt(q)
+    _, flip = _crossing(w, r)
+    others, _ = leave_one_out(torch.sign(w))
+    sign = torch.where(flip, torch.sign(r)[:, None] * others, torch.sign(w))
+    return sign * torch.sqrt(q)
 
 
 def phi(w, r, s=1.0):
@@ -202,7 +229,7 @@ def regime(phi0, delta, delta_star):
     """Regime of each start and step (numpy array of strings from `REGIMES`, broadcast shape).
 
     `unstable` where `delta >= delta_star`; otherwise `flow` where `delta < 2 / phi0` and `edge`
-    where `2 / phi0 <= delta`; `stalls` where `phi0` is NaN (the flow stops at `P = 0`), whatever
+    where `2 / phi0 <= delta`; `stalls` where `phi0` is NaN (the flow stops at a saddle), whatever
     the step. Inputs: numpy arrays, tensors or scalars.
     """
 
@@ -415,9 +442,8 @@ def flow_reference(
     that `h * lambda_max <= safety` even where the flow is stiff (large products early on). A run
     stops once its loss is `<= loss_stop`, its time reaches `horizon`, or a step leaves its
     weights unchanged (the float64 fixed point next to the minimum: `P - r` then sits at a few
-    ulps, a loss of ~1e-30 for `|r|` of order 1). Independent of
-    `gfs_offset`: the limit's sharpness is read off the final weights, `s r^2 sum_i 1 / w_i^2`.
-    Returns a `FlowResult`.
+    ulps, a loss of ~1e-30 for `|r|` of order 1). Independent of `gfs_offset`: the limit's
+    sharpness is read off the final weights, `s r^2 sum_i 1 / w_i^2`. Returns a `FlowResult`.
     """
     w, r, s = _batch(w0, r, s)
     w = w.clone()
