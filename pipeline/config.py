@@ -39,6 +39,7 @@ RUNTIME_KEYS = frozenset(
         "stability.threads",
         "bias1d.threads",
         "stepsize.threads",
+        "edge.threads",
         "mnist.threads",
         "mnist.gpu",
     }
@@ -299,6 +300,50 @@ def check_stepsize(config: Mapping) -> None:
         _member("figures.stepsize.reference_factor", ref, s["factors"], "a factor of stepsize.factors")
 
 
+def check_edge(config: Mapping) -> None:
+    e = config["edge"]
+    sc, mp = e["scalar"], e["maps"]
+    if e["tol_window"] > sc["iterations"] + 1:
+        _fail(
+            f"Config key edge.tol_window = {e['tol_window']} is longer than a scalar run "
+            f"(edge.scalar.iterations + 1 = {sc['iterations'] + 1}); shorten it."
+        )
+    if e["matrix"]["every"] > e["matrix"]["iterations"]:
+        _fail("Config key edge.matrix.every must be at most edge.matrix.iterations.")
+    _ordered("edge.matrix.eig_low/eig_high", e["matrix"]["eig_low"], e["matrix"]["eig_high"])
+    sizes = sorted(mp["box_sizes"])
+    if any(sizes[-1] % k for k in sizes):
+        _fail(f"Config key edge.maps.box_sizes: every size must divide the largest ({sizes}).")
+    if sizes[-1] > mp["resolution"]:
+        _fail(
+            f"Config key edge.maps.box_sizes: the largest box ({sizes[-1]}) exceeds the map's "
+            f"resolution ({mp['resolution']})."
+        )
+    for key in ("delta_factor", "a"):
+        low, high = mp["delta_a"][key]
+        _ordered(f"edge.maps.delta_a.{key}", low, high, strict=True)
+    th = config["report"]["claims"]
+    if e["enabled"] and mp["enabled"]:
+        run = [m for m in ("delta_a", "w1_w2") if mp[m]["enabled"] and mp[m]["depths"]]
+        _member("report.claims.claim11_map", th["claim11_map"], run, "a map that is run")
+    typical = config["figures"]["edge"]["typical"]
+    if e["enabled"] and sc["enabled"] and sc["depths"]:
+        key = "figures.edge.typical"
+        _member(f"{key}.depth", typical["depth"], sc["depths"], "a depth of edge.scalar.depths")
+        _member(f"{key}.init", typical["init"], sc["inits"], "a start of edge.scalar.inits")
+        _member(f"{key}.target", typical["target"], sc["targets"], "a target of edge.scalar.targets")
+        _member(
+            f"{key}.data_scale",
+            typical["data_scale"],
+            sc["data_scales"],
+            "a scale of edge.scalar.data_scales",
+        )
+        seeds = list(range(min(sc["seeds"], sc["trace_seeds"])))
+        _member(
+            f"{key}.seed", typical["seed"], seeds, "a seed whose traces are kept (edge.scalar.trace_seeds)"
+        )
+
+
 def check_claims(config: Mapping) -> None:
     """The primary settings of the claims must be settings that are run."""
     th = config["report"]["claims"]
@@ -361,5 +406,6 @@ def check_relations(config: Mapping) -> None:
     check_bias1d(config)
     check_mnist(config)
     check_stepsize(config)
+    check_edge(config)
     check_claims(config)
     check_mnist_claims(config)

@@ -365,8 +365,80 @@ STEPSIZE = Study(
 )
 
 
+# ---------------------------------------------------------------------- edge --------------
+EDGE_BLOCKS = ("scalar", "matrix", "maps")
+EDGE_MAPS = ("delta_a", "w1_w2")
+
+
+def _edge_jobs(config, kind):
+    e = config["edge"]
+    if not e["enabled"] or not e[kind]["enabled"]:
+        return []
+    if kind == "scalar":
+        return [{"depth": d} for d in e["scalar"]["depths"]]
+    if kind == "matrix":
+        return [{"network": n, "depth": d} for n in e["matrix"]["networks"] for d in e["matrix"]["depths"]]
+    return [
+        {"map": m, "depth": d} for m in EDGE_MAPS if e["maps"][m]["enabled"] for d in e["maps"][m]["depths"]
+    ]
+
+
+def _edge_config(config, wildcards):
+    """The engine settings and the block of the shard's kind (a map: only that map's block),
+    without the grid lists that make the jobs."""
+    if "map" in wildcards:
+        block = numbers(config, "edge.maps", drop=("enabled", *EDGE_MAPS))
+        block[wildcards["map"]] = numbers(config, f"edge.maps.{wildcards['map']}", drop=("enabled", "depths"))
+        kind = {"maps": canonical(block)}
+    else:
+        name = "matrix" if "network" in wildcards else "scalar"
+        kind = {name: numbers(config, f"edge.{name}", drop=("enabled", "depths", "networks"))}
+    return canonical({**numbers(config, "edge", drop=("enabled", *EDGE_BLOCKS)), **kind})
+
+
+EDGE = Study(
+    name="edge",
+    title="Between 2/phi and delta*: the edge of stability, ours (docs/science.md section 6.3)",
+    category="Edge of stability",
+    claims=(10, 11),
+    kinds=(
+        ShardKind(
+            rule="edge_scalar",
+            pattern="scalar_L{depth}",
+            tables=("runs", "traces"),
+            jobs=lambda config: _edge_jobs(config, "scalar"),
+            config=_edge_config,
+        ),
+        ShardKind(
+            rule="edge_matrix",
+            pattern="{network}_L{depth}",
+            tables=("matrix_runs", "sharpness"),
+            jobs=lambda config: _edge_jobs(config, "matrix"),
+            config=_edge_config,
+        ),
+        ShardKind(
+            rule="edge_map",
+            pattern="map_{map}_L{depth}",
+            tables=("windows", "dimension"),
+            jobs=lambda config: _edge_jobs(config, "maps"),
+            config=_edge_config,
+        ),
+    ),
+    wildcards={"network": "single|double", "map": "|".join(EDGE_MAPS), "depth": DIGITS},
+    figures={
+        "traces": ("runs", "traces"),
+        "final_sharpness": ("runs",),
+        "maps": ("windows",),
+        "box_counting": ("dimension",),
+        "matrix_sharpness": ("matrix_runs", "sharpness"),
+    },
+    claim_tables=("runs", "dimension"),
+    resources={"runtime": 60, "mem_mb": 4000},
+)
+
+
 # ---------------------------------------------------------------------- the registry ------
-STUDIES: tuple[Study, ...] = (STABILITY, BIAS1D, MNIST, STEPSIZE)
+STUDIES: tuple[Study, ...] = (STABILITY, BIAS1D, MNIST, STEPSIZE, EDGE)
 BY_NAME = {s.name: s for s in STUDIES}
 # The report's own figures (of the claims): name -> the report tables it reads.
 REPORT_FIGURES = {"robustness": ("settings",)}

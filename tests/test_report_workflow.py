@@ -331,8 +331,10 @@ def test_an_engine_edit_reruns_the_shards_of_its_users_only(smoke_run, tmp_path)
     with edited(work / "pipeline" / "linear" / "network.py", lambda t: t + "\nEDITED = 1\n"):
         jobs = dry_run_jobs(work, args, None, tmp_path)
     shards = rules_of(jobs) & SHARDS
-    # the linear engine runs in the stability and step-size shards, not in the 1-D or MNIST ones
-    assert shards == {"stability_shard", "stepsize_shard", "stepsize_basin"}, shards
+    # the linear engine runs in the stability, step-size and edge shards (the edge study's one
+    # study module runs its matrix networks on it), not in the 1-D or MNIST ones
+    edge = {k.rule for k in studies.get("edge").kinds}
+    assert shards == {"stability_shard", "stepsize_shard", "stepsize_basin", *edge}, shards
     assert len([r for r, _ in jobs if r == "stability_shard"]) == len(
         studies.get("stability").jobs(small_config())
     )

@@ -315,6 +315,7 @@ class Trace:
     sharpness: np.ndarray  # [T, B] top eigenvalue of the exact Hessian at w_t (NaN after a stop)
     phi0: np.ndarray  # phi(w_0)
     phi_increases: np.ndarray  # int: updates t -> t+1 with phi(w_{t+1}) > phi(w_t) (1 + 1e-12)
+    phi_comparisons: np.ndarray  # int: updates t -> t+1 at which both phi values were finite (compared)
     status: np.ndarray  # strings from STATUSES
     stopped_step: np.ndarray  # int: the iteration a diverged run stopped at; `iterations` otherwise
     final_w: np.ndarray  # [B, L] weights at the end (diverged: the iterate that blew up)
@@ -342,9 +343,9 @@ def gd_trace(
     At every iteration t the loss of `w_t` is checked first: non-finite or above `blowup`, the
     run is `diverged` and is frozen from then on. `phi(w_t)` is computed at every iteration to
     count its increases (relative `increase_rtol`, only between two finite values, not at the
-    iteration of a divergence). At the end a run is `converged` when its loss was `<= tol` at
-    each of the last `tol_window` iterations (iterations - tol_window + 1 .. iterations),
-    `not_converged` otherwise. Returns a `Trace`.
+    iteration of a divergence) and the comparisons made (`phi_comparisons`). At the end a run
+    is `converged` when its loss was `<= tol` at each of the last `tol_window` iterations
+    (iterations - tol_window + 1 .. iterations), `not_converged` otherwise. Returns a `Trace`.
     """
     w, r, s, delta = _batch(w0, r, s, delta)
     w = w.clone()
@@ -364,6 +365,7 @@ def gd_trace(
     stopped = torch.full((B,), iterations, dtype=torch.int64)
     streak = torch.zeros(B, dtype=torch.int64)
     increases = torch.zeros(B, dtype=torch.int64)
+    compared = torch.zeros(B, dtype=torch.int64)
     phi_prev = torch.full((B,), nan, dtype=w.dtype)
     phi0 = None
     cur_loss = None
@@ -379,6 +381,7 @@ def gd_trace(
             phi0 = phi_t.clone()
         both = active & torch.isfinite(phi_t) & torch.isfinite(phi_prev)
         increases += (both & (phi_t - phi_prev > increase_rtol * phi_prev.abs())).to(torch.int64)
+        compared += both.to(torch.int64)
         phi_prev = torch.where(active, phi_t, phi_prev)
         if t in log_at:
             k = log_at[t]
@@ -402,6 +405,7 @@ def gd_trace(
         sharpness=log_sharp,
         phi0=phi0.numpy(),
         phi_increases=increases.numpy(),
+        phi_comparisons=compared.numpy(),
         status=status.astype("<U13"),
         stopped_step=stopped.numpy(),
         final_w=w.numpy(),
