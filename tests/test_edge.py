@@ -235,7 +235,7 @@ def test_claim11_controls_on_tables_and_on_known_sets():
     rows = {}
     for L, mask in (
         (2, rng.random((256, 256)) < 0.5),
-        (3, np.add.outer(np.arange(256), np.zeros(256)) < 100),
+        (3, np.add.outer(np.arange(256), np.zeros(256)) < 128),
     ):
         d, lo, hi, _ = fr.box_dimension(mask, sizes, n_boot=200, seed=0)
         rows[L] = (d, lo, hi)
@@ -303,3 +303,12 @@ def test_smoke_run_writes_the_edge_tables_figures_and_claims(smoke_run):
         rows = claims[claims["claim_id"] == claim_id]
         assert len(rows) > 1 and rows["verdict"].ne("not run").all(), rows[["part", "verdict", "evidence"]]
     assert math.isfinite(float(claims.loc[claims["claim_id"] == 11, "estimate"].dropna().iloc[0]))
+
+
+def test_exact_share_is_clopper_pearson():
+    from pipeline.stats import proportion
+
+    for k, n in [(0, 1), (0, 50), (3, 50), (25, 50), (49, 50), (50, 50), (7, 1000), (990, 1000)]:
+        assert np.allclose(ec.exact_share(k, n, 0.95), proportion(k, n, 0.95), rtol=1e-9, atol=1e-12)
+    est, lo, hi = ec.exact_share(5, 10**7, 0.95)  # millions of steps: fast, and sensible
+    assert lo < 5e-7 < hi < 2e-6
