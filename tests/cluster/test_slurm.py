@@ -52,6 +52,7 @@ VOLATILE = (
     "results/logs/",  # job logs: timings, paths
     "results/benchmarks/",  # wall times
     "results/report/index.html",  # provenance section: host, wall times, run date
+    "results/report/claims.md",  # claims.csv (compared above) as text, with the run's wall times
 )
 # Figures are compared by name only; the numbers they show are compared through the tables.
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
