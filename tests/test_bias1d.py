@@ -475,16 +475,22 @@ def test_smoke_run_writes_the_bias1d_tables_and_figures(smoke_run, smoke_config)
     out = work / "results" / "bias1d"
     runs = pd.read_parquet(out / "runs.parquet")
     b = smoke_config["bias1d"]
-    main = len(b["targets"]) * len(b["intervals"]) * len(b["optimizer"]["momenta"]) * b["seeds"]
-    assert runs["main_grid"].sum() == main * len(b["depths"]) and runs["run_id"].is_unique
+    extra = b["primary_seeds"]  # its cells get more seeds
+    primary = len(extra["targets"]) * len(extra["intervals"]) * len(extra["momenta"]) * len(extra["depths"])
+    main = len(b["targets"]) * len(b["intervals"]) * len(b["optimizer"]["momenta"]) * len(b["depths"])
+    expected = main * b["seeds"] + primary * (extra["seeds"] - b["seeds"])
+    assert runs["main_grid"].sum() == expected and runs["run_id"].is_unique
     assert set(runs["method"]) == {"gradient", "kink_search"} and set(runs["noise_std"]) == {0.0, 0.1}
     assert set(pd.read_parquet(out / "estimates.parquet")["run_id"]) == set(runs["run_id"])
     assert ((runs["lipschitz"] > 0) & (runs["target_lipschitz"] > 0) & (runs["test_mse"] > 0)).all()
-    assert (pd.read_csv(out / "summary.csv")["runs"] == b["seeds"]).all()
     cells = pd.read_parquet(out / "robustness.parquet")
-    assert (cells["runs"] == b["seeds"]).all() and cells["fail_fraction"].between(0, 1).all()
+    is_primary = cells["interval"].isin(extra["intervals"]) & cells["target"].isin(extra["targets"])
+    is_primary &= cells["momentum"].isin(extra["momenta"]) & cells["depth"].isin(extra["depths"])
+    assert (cells["runs"] == np.where(is_primary, extra["seeds"], b["seeds"])).all()
+    assert cells["fail_fraction"].between(0, 1).all() and cells["miss_fraction"].between(0, 1).all()
+    assert set(cells["kind"]) >= {"centred, no knot", "offset, no knot", "centred, every knot"}
     updates = pd.read_csv(out / "updates.csv")
-    assert len(updates) == 16 and (updates["runs"] == b["seeds"]).all()
+    assert len(updates) == 16 and (updates["runs"] == b["updates"]["seeds"]).all()
     assert len(pd.read_parquet(out / "timing.parquet")) == len(b["depths"])
     figures = ("fit", "drift", "lipschitz", "budget", "updates_loss", "updates_generalisation", "updates_fit")
     for fig in figures:

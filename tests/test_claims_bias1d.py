@@ -139,7 +139,7 @@ def test_claim6_leaves_collapses_out_of_the_fit_shares(th):
     """Wide runs that collapsed (a loss spike, an output scale projected to 0, a line ever after)
     are optimisation failures, not fits that the init interval decided: they are left out."""
     parts = {p.part: p for p in evaluate(6, bias1d_tables(wide_fail=0.0, wide_collapsed=20), th)}
-    assert parts["b"].verdict == SUPPORTED and "20 collapsed runs left out" in parts["b"].evidence
+    assert parts["b"].verdict == SUPPORTED and "left out: 20 collapsed" in parts["b"].evidence
     assert parts["b"].estimate == 0 and "0 of 10" in parts["b"].evidence  # the seeds that did not collapse
 
 

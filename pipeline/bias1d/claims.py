@@ -59,7 +59,7 @@ def _left_out(df: pd.DataFrame) -> str:
     """The evidence's count of diverged and collapsed runs (left out of the statistic)."""
     counts = {s: int(df["status"].eq(s).sum()) for s in ("diverged", "collapsed")}
     said = [f"{n} {s}" for s, n in counts.items() if n]
-    return f"; {' and '.join(said)} runs left out" if said else ""
+    return f"; left out: {' and '.join(said)}" if said else ""
 
 
 def _median_part(name, statistic, values, threshold, side, evidence, th) -> Part:
@@ -114,8 +114,8 @@ def _drift_curve(cells: pd.DataFrame, setting: dict, column: str) -> str:
     order of the optimiser's effective time."""
     same = select(cells, {k: setting[k] for k in ("target", "depth", "interval")})
     same = same[same["status"].eq("ok")]
-    curve = same.groupby("effective_time")[column].median()
-    return ", ".join(f"{fmt(t)}: {fmt(v)}" for t, v in curve.items())
+    curve = same.groupby(["effective_time", "momentum"])[column].median()
+    return ", ".join(f"{fmt(t)} (m {m:g}): {fmt(v)}" for (t, m), v in curve.items())
 
 
 def claim5(tables, setting: dict, th) -> list[Part]:

@@ -31,7 +31,7 @@ def fit(tables: dict[str, pd.DataFrame], settings: dict):
     colors = dict(zip(intervals, sns.color_palette(n_colors=len(intervals) + 1)[1:], strict=True))
     fig, axes = plt.subplots(1, len(targets), figsize=panel_size(settings, len(targets)), squeeze=False)
     for ax, target in zip(axes[0], targets, strict=True):
-        t = truth[truth["target"] == target]
+        t = truth[truth["target"] == target].drop_duplicates("x")  # one copy per shard
         ax.plot(t["x"], t["y"], color="0.3", lw=1.0, ls="--", label="target")
         pts = points[(points["target"] == target) & (points["seed"] == seed)]
         ax.scatter(pts["x"], pts["y"], s=12, color="black", zorder=3, label="data")
