@@ -41,16 +41,23 @@ KEYS = ("target", "depth", "momentum", "iterations")
 INPUTS = ["run_id", "seed", "target", "depth", "interval", "half_width", "momentum", "interval_kind"]
 
 
+_CELLS: dict = {}  # the last tables' cells: every setting of a grid reads the same join
+
+
 def _cells(tables) -> pd.DataFrame:
     """Snapshots of the main grid's runs joined with their inputs, `iterations` = the snapshot's
-    iteration."""
-    runs = main_grid(tables["bias1d/runs"])[INPUTS]
-    return tables["bias1d/snapshots"].merge(runs, on="run_id").rename(columns={"iteration": "iterations"})
+    iteration (computed once per pair of tables; callers only read it)."""
+    runs, snaps = tables["bias1d/runs"], tables["bias1d/snapshots"]
+    hit = _CELLS.get("last")
+    if hit is None or hit[0] is not runs or hit[1] is not snaps:
+        cells = snaps.merge(main_grid(runs)[INPUTS], on="run_id").rename(columns={"iteration": "iterations"})
+        hit = _CELLS["last"] = (runs, snaps, cells)
+    return hit[2]
 
 
 def _typed(setting: dict) -> dict:
     return {
-        k: float(v) if k in ("momentum", "effective_time") else int(v) if k in ("depth", "iterations") else v
+        k: float(v) if k == "momentum" else int(v) if k in ("depth", "iterations") else v
         for k, v in setting.items()
     }
 
@@ -98,15 +105,7 @@ def _primary(tables, th) -> dict:
 
 
 def _primary5(tables, th) -> dict:
-    setting = {**_primary(tables, th), "interval": th["bias1d_narrow"]}
-    return {**setting, "effective_time": _effective_time(tables, setting)}
-
-
-def _effective_time(tables, setting) -> float:
-    lr = float(tables["bias1d/runs"]["lr"].iloc[0])
-    return _typed({"effective_time": lr / (1 - setting["momentum"]) * setting["iterations"]})[
-        "effective_time"
-    ]
+    return {**_primary(tables, th), "interval": th["bias1d_narrow"]}
 
 
 def _drift_curve(cells: pd.DataFrame, setting: dict, column: str) -> str:
@@ -161,7 +160,7 @@ def claim5(tables, setting: dict, th) -> list[Part]:
 
 
 def _grid5(tables, th) -> list[dict]:
-    keys = [*KEYS, "interval", "effective_time"]
+    keys = [*KEYS, "interval"]
     cells = _cells(tables)[keys].drop_duplicates().sort_values(keys)
     return [_typed(dict(zip(keys, row, strict=True))) for row in cells.itertuples(index=False)]
 
@@ -170,16 +169,7 @@ def _grid5(tables, th) -> list[dict]:
 
 
 def _primary6(tables, th) -> dict:
-    setting = {**_primary(tables, th), "narrow": th["bias1d_narrow"]}
-    return {**setting, "kind": _kind(tables, setting)}
-
-
-def _kind(tables, setting) -> str:
-    runs = tables["bias1d/runs"]
-    kind = runs.loc[
-        runs["target"].eq(setting["target"]) & runs["interval"].eq(setting["narrow"]), "interval_kind"
-    ]
-    return str(kind.iloc[0]) if len(kind) else ""
+    return {**_primary(tables, th), "narrow": th["bias1d_narrow"]}
 
 
 def claim6(tables, setting: dict, th, kinds: bool = True) -> list[Part]:
@@ -272,15 +262,12 @@ def _widest(tables) -> str:
 
 def _grid6(tables, th) -> list[dict]:
     cells = _cells(tables)
-    widest = _widest(tables)
+    narrow = sorted(set(cells["interval"]) - {_widest(tables)})
     keys = cells[list(KEYS)].drop_duplicates().sort_values(list(KEYS))
-    kinds = cells[["target", "interval", "interval_kind"]].drop_duplicates()
     return [
-        _typed({**dict(zip(KEYS, row, strict=True)), "narrow": n, "kind": k})
+        _typed({**dict(zip(KEYS, row, strict=True)), "narrow": n})
         for row in keys.itertuples(index=False)
-        for n, k in kinds.loc[kinds["target"].eq(row.target) & ~kinds["interval"].eq(widest)]
-        .sort_values("interval")[["interval", "interval_kind"]]
-        .itertuples(index=False)
+        for n in narrow
     ]
 
 
