@@ -239,6 +239,21 @@ def check_bias1d(config: Mapping) -> None:
         for name in fig["intervals"]:
             _member("figures.bias1d.intervals", name, names, "an interval of bias1d.intervals")
         _member("figures.bias1d.momentum", fig["momentum"], b["optimizer"]["momenta"], "a momentum run")
+    extra = b["primary_seeds"]
+    if b["enabled"]:
+        for key, values, what in (
+            ("targets", b["targets"], "a target of bias1d.targets"),
+            ("depths", b["depths"], "a depth of bias1d.depths"),
+            ("momenta", b["optimizer"]["momenta"], "a momentum of bias1d.optimizer.momenta"),
+            ("intervals", names, "an interval of bias1d.intervals"),
+        ):
+            for value in extra[key]:
+                _member(f"bias1d.primary_seeds.{key}", value, values, what)
+        if extra["seeds"] < b["seeds"]:
+            _fail(
+                f"Config key bias1d.primary_seeds.seeds = {extra['seeds']} is below bias1d.seeds = "
+                f"{b['seeds']}; it counts the seeds of those runs in all, so give at least that many."
+            )
     up = b["updates"]
     if b["enabled"] and up["enabled"]:
         for depth in up["depths"]:

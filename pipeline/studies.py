@@ -254,7 +254,7 @@ BIAS1D = Study(
     summaries={"summary": "csv", "robustness": "parquet", "updates": "csv"},
     figures={
         "fit": ("runs", "estimates", "points", "truth"),
-        "drift": ("runs",),
+        "drift": ("robustness",),
         "lipschitz": ("runs",),
         "budget": ("robustness",),
         "updates_loss": ("runs", "progress"),

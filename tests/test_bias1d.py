@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.bias1d import measure, plan, study, summary
+from pipeline.bias1d import measure, plan, reference, study, summary
 from pipeline.bias1d import model as nets
+from pipeline.bias1d.exact_search import exact_kink_search
 from pipeline.bias1d.reference import train_one_by_one
 from pipeline.errors import UserError
 from pipeline.shard import Shard
@@ -21,7 +22,7 @@ SHRUNK = {
     "optimizer": {"iterations": 300},
     "snapshots": [100],
     "grid_points": 51,
-    "updates": {"depths": [4], "every": 50, "trace_points": 6},
+    "updates": {"depths": [4], "every": 50, "trace_points": 6, "seeds": 3},
 }
 
 
@@ -204,9 +205,9 @@ def test_kink_search_picks_the_best_candidate_and_never_increases_the_loss():
     p = random_params(runs=6, depth=5, seed=7)
     x, y = random_data(6, 14, seed=8)
     # the first coordinate (layer 1 of g): its inputs are x, the chosen bias is the best candidate
-    cand = nets.kink_candidates(x, p.b[0, :, 0])
+    cand = reference.kink_candidates(x, p.b[0, :, 0])
     losses = torch.stack([_search_loss(p, x, y, 0, 0, cand[:, j]) for j in range(cand.shape[1])], -1)
-    b, moved = nets.kink_search(p, x, y)
+    b, moved = reference.candidate_kink_search(p, x, y)
     q = p.clone()
     q.b[0] = torch.stack([b[0, :, 0], p.b[0, :, 1]], -1)
     torch.testing.assert_close(nets.mse(q, x, y), losses.min(-1).values, rtol=1e-12, atol=0)
@@ -214,7 +215,7 @@ def test_kink_search_picks_the_best_candidate_and_never_increases_the_loss():
     # rounds of coordinate descent never increase the training loss; unmoved biases are untouched
     before = nets.mse(p, x, y)
     for _ in range(3):
-        b, moved = nets.kink_search(p, x, y)
+        b, moved = reference.candidate_kink_search(p, x, y)
         assert torch.equal(b[~moved], p.b[~moved])
         p.b.copy_(b)
         after = nets.mse(p, x, y)
@@ -222,7 +223,7 @@ def test_kink_search_picks_the_best_candidate_and_never_increases_the_loss():
         before = after
     # a layer with zero weight cannot change the loss: its bias stays where it is
     p.w[2] = 0.0
-    assert not nets.kink_search(p, x, y)[1][2].any()
+    assert not reference.candidate_kink_search(p, x, y)[1][2].any()
 
 
 def _brute_force_search(p, x, y):
@@ -236,7 +237,7 @@ def _brute_force_search(p, x, y):
                 for j in range(i):  # the layer's inputs z_{i-1}(x) with the biases found so far
                     u = u + one.w[j, 0, k] * torch.relu(u - one.b[j, 0, k])
                 best, best_loss = None, None
-                for value in nets.kink_candidates(u, one.b[i, :, k])[0]:
+                for value in reference.kink_candidates(u, one.b[i, :, k])[0]:
                     loss = _search_loss(one, x[r : r + 1], y[r : r + 1], i, k, value)[0]
                     if best_loss is None or loss < best_loss:
                         best, best_loss = value, loss
@@ -248,7 +249,7 @@ def _brute_force_search(p, x, y):
 def test_batched_kink_search_equals_one_run_brute_force():
     p = random_params(runs=4, depth=4, seed=9)
     x, y = random_data(4, 9, seed=10)
-    b, moved = nets.kink_search(p, x, y)
+    b, moved = reference.candidate_kink_search(p, x, y)
     torch.testing.assert_close(b, _brute_force_search(p, x, y), rtol=0, atol=1e-14)
     assert moved.sum() > 4
 
@@ -266,6 +267,7 @@ def test_training_with_searches_resets_the_momentum_of_moved_biases_only():
         iterations=40,
         search_every=20,
         search_runs=[1, 3],
+        search_fn=exact_kink_search,
         stats=stats,
     )
     plain, _, _ = nets.train_nesterov(p.clone(), x, y, lr=0.01, momentum=0.9, iterations=40)
@@ -276,20 +278,20 @@ def test_training_with_searches_resets_the_momentum_of_moved_biases_only():
     # by hand: 20 steps, a search with the moved biases' momentum set to zero, 20 steps, a search
     sub = p.select([1, 3])
     step1, _, _ = nets.train_nesterov(sub.clone(), x[[1, 3]], y[[1, 3]], lr=0.01, momentum=0.9, iterations=20)
-    b, moved = nets.kink_search(step1, x[[1, 3]], y[[1, 3]])
+    b, moved = exact_kink_search(step1, x[[1, 3]], y[[1, 3]])
     assert moved.any()
     vel = nets.PairParams.empty(sub.depth, sub.runs)  # replay with the momentum kept explicitly
     q, g = sub.clone(), sub.like()
     for step in range(40):
         if step == 20:
-            b, moved = nets.kink_search(q, x[[1, 3]], y[[1, 3]])
+            b, moved = exact_kink_search(q, x[[1, 3]], y[[1, 3]])
             q.b.copy_(b)
             vel.b.masked_fill_(moved, 0.0)
         nets.gradients(q, x[[1, 3]], y[[1, 3]], g)
         vel.flat.mul_(0.9).add_(g.flat)
         q.flat.add_(g.flat.add_(vel.flat, alpha=0.9), alpha=-0.01)
         q.project()
-    q.b.copy_(nets.kink_search(q, x[[1, 3]], y[[1, 3]])[0])
+    q.b.copy_(exact_kink_search(q, x[[1, 3]], y[[1, 3]])[0])
     torch.testing.assert_close(out.select([1, 3]).flat, q.flat, rtol=0, atol=1e-14)
 
 
@@ -309,7 +311,7 @@ def test_test_error_against_the_true_target_on_the_grid(cfg):
         for t, s, n in zip(runs["target"], runs["seed"], runs["noise_std"], strict=True)
     ]
     xs, ys = (np.stack([d[k] for d in data]) for k in (0, 1))
-    m = measure.measure(cfg, runs, p, p, xs, ys)
+    m = measure.measure(cfg, runs, p, p, xs, ys, 0)
     np.testing.assert_allclose(m["test_mse"], direct, rtol=1e-13)
     assert not np.allclose(m["test_mse"], m["final_mse"])  # noisy labels: test != training error
 
@@ -340,7 +342,7 @@ def test_noise_free_data_and_the_comparison_leave_the_main_grid_as_it_was(cfg):
         * len(up["momenta"])
         * len(up["noise_stds"])
         * 2
-        * cfg["seeds"]
+        * up["seeds"]
     )
     assert comp["run_id"].str.endswith("-kink_search").sum() == len(comp) // 2
     assert (comp.loc[comp["method"].eq("kink_search"), "kink_moves"] > 0).all()
@@ -389,21 +391,37 @@ def test_measures_of_an_untrained_run(cfg):
     p0 = study.initial_params(cfg, runs).numpy()
     data = [plan.training_points(cfg, t, s) for t, s in zip(runs["target"], runs["seed"], strict=True)]
     xs, ys = (np.stack([d[k] for d in data]) for k in (0, 1))
-    m = measure.measure(cfg, runs, p0, p0, xs, ys)
+    m = measure.measure(cfg, runs, p0, p0, xs, ys, 0)
     assert (m["kinks_moved_lt_spacing"] == m["kinks_active"]).all() and (m["kinks_active"] > 0).all()
     assert (m["bias_drift_median"] == 0).all() and np.allclose(m["bias_rank_corr"], 1.0)
     assert np.allclose(m["reset_biases_loss"], 0.0) and np.allclose(m["mse_reset_weights"], m["final_mse"])
 
 
-def test_missed_regions():
-    x = np.linspace(0, 1, 11)
-    y = 2 * x
-    fit = y.copy()
-    fit[2:5] += 0.5  # three points off, parallel to the data: close
-    fit[7:10] = 0.0  # three points off, flat where the data rise: not close
-    fit[6] += 0.5  # a lone missed point is no region
-    assert measure.missed_regions(x, y, fit, tol=0.05) == (2, 1)
-    assert measure.missed_regions(x, y, y, tol=0.05) == (0, 0)
+def pieces(counts):
+    """(judged, close) of the one run of `affine_pieces`."""
+    return tuple(int(c[0]) for c in counts)
+
+
+def test_affine_pieces_compare_slope_and_offset_with_the_local_least_squares_line():
+    x = np.linspace(-1, 1, 21)[None, :]
+    y = np.abs(np.abs(x) - 0.5)  # bends at -0.5, 0 and 0.5: no line fits either half
+    bps = np.array([[0.0, np.nan]])  # the estimate bends at 0 only (a NaN breakpoint bends nothing)
+
+    def ls_pieces(y, shift=0.0):
+        fit = np.empty_like(y)
+        for side in (x[0] <= 0, x[0] > 0):
+            slope, offset = np.polyfit(x[0, side], y[0, side], 1)
+            fit[0, side] = slope * x[0, side] + offset + shift
+        return fit
+
+    # each piece is its points' least-squares line and misses some of them: judged and close
+    assert pieces(measure.affine_pieces(x, y, ls_pieces(y), bps, 0.05)) == (2, 2)
+    # the same slopes, offset by 0.2: a slope-only comparison would call these close
+    assert pieces(measure.affine_pieces(x, y, ls_pieces(y, 0.2), bps, 0.05)) == (2, 0)
+    # a piece that fits every point it covers is not judged; nor is one covering a single point
+    assert pieces(measure.affine_pieces(x, y, y.copy(), bps, 0.05)) == (0, 0)
+    lone = np.array([[0.95, np.nan]])  # the right piece covers only x = 1, which it misses
+    assert pieces(measure.affine_pieces(x, y, np.where(x > 0.95, y + 1.0, y), lone, 0.05)) == (0, 0)
 
 
 def test_divergence_is_an_outcome_not_an_exception(cfg):
@@ -457,16 +475,22 @@ def test_smoke_run_writes_the_bias1d_tables_and_figures(smoke_run, smoke_config)
     out = work / "results" / "bias1d"
     runs = pd.read_parquet(out / "runs.parquet")
     b = smoke_config["bias1d"]
-    main = len(b["targets"]) * len(b["intervals"]) * len(b["optimizer"]["momenta"]) * b["seeds"]
-    assert runs["main_grid"].sum() == main * len(b["depths"]) and runs["run_id"].is_unique
+    extra = b["primary_seeds"]  # its cells get more seeds
+    primary = len(extra["targets"]) * len(extra["intervals"]) * len(extra["momenta"]) * len(extra["depths"])
+    main = len(b["targets"]) * len(b["intervals"]) * len(b["optimizer"]["momenta"]) * len(b["depths"])
+    expected = main * b["seeds"] + primary * (extra["seeds"] - b["seeds"])
+    assert runs["main_grid"].sum() == expected and runs["run_id"].is_unique
     assert set(runs["method"]) == {"gradient", "kink_search"} and set(runs["noise_std"]) == {0.0, 0.1}
     assert set(pd.read_parquet(out / "estimates.parquet")["run_id"]) == set(runs["run_id"])
     assert ((runs["lipschitz"] > 0) & (runs["target_lipschitz"] > 0) & (runs["test_mse"] > 0)).all()
-    assert (pd.read_csv(out / "summary.csv")["runs"] == b["seeds"]).all()
     cells = pd.read_parquet(out / "robustness.parquet")
-    assert (cells["runs"] == b["seeds"]).all() and cells["fail_fraction"].between(0, 1).all()
+    is_primary = cells["interval"].isin(extra["intervals"]) & cells["target"].isin(extra["targets"])
+    is_primary &= cells["momentum"].isin(extra["momenta"]) & cells["depth"].isin(extra["depths"])
+    assert (cells["runs"] == np.where(is_primary, extra["seeds"], b["seeds"])).all()
+    assert cells["fail_fraction"].between(0, 1).all() and cells["miss_fraction"].between(0, 1).all()
+    assert set(cells["kind"]) >= {"centred, no knot", "offset, no knot", "centred, every knot"}
     updates = pd.read_csv(out / "updates.csv")
-    assert len(updates) == 16 and (updates["runs"] == b["seeds"]).all()
+    assert len(updates) == 16 and (updates["runs"] == b["updates"]["seeds"]).all()
     assert len(pd.read_parquet(out / "timing.parquet")) == len(b["depths"])
     figures = ("fit", "drift", "lipschitz", "budget", "updates_loss", "updates_generalisation", "updates_fit")
     for fig in figures:

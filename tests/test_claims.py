@@ -21,6 +21,7 @@ from pipeline.claims import (
     judge,
 )
 from pipeline.config import load_config
+from tests.test_claims_bias1d import bias1d_tables
 
 
 @pytest.fixture(scope="module")
@@ -242,152 +243,8 @@ def test_claim4(th):
     assert set(cell) == {"a", "c"}
 
 
-# ------------------------------------------------------------------ claims 5-7 ---------
-
-
-def bias1d_tables(narrow_fail=0.9, wide_fail=0.1, kink_kept=0.9, rank=0.97, reset=0.02, close=0.8, seeds=10):
-    """Runs and snapshots of the 1-D study at the primary setting, with the given tendencies."""
-    rng = np.random.default_rng(1)
-    runs, snaps = [], []
-    for interval, half, fail in (("narrow25", 0.25, narrow_fail), ("wide", 1.5, wide_fail)):
-        for seed in range(seeds):
-            rid = f"{interval}-{seed}"
-            runs.append(
-                dict(
-                    run_id=rid,
-                    seed=seed,
-                    target="piecewise",
-                    depth=20,
-                    interval=interval,
-                    half_width=half,
-                    momentum=0.99,
-                )
-            )
-            failed = rng.random() < fail
-            regions = 3 if failed else 0
-            snaps.append(
-                dict(run_id=rid, iteration=20000, status="ok", fail=failed, kinks_active=20,
-                     kinks_moved_lt_spacing=rng.binomial(20, kink_kept), kink_drift_spacings_median=0.3,
-                     kink_drift_range_median=0.01, bias_drift_spacings_median=0.2,
-                     bias_rank_corr=rank + rng.normal(0, 0.005),
-                     reset_biases_loss=reset * rng.uniform(0.8, 1.2), final_mse=1e-4, mse_reset_biases=1e-3,
-                     mse_reset_weights=1e-2, weight_to_bias_drift_rel=5.0, regions=regions,
-                     regions_close=rng.binomial(regions, close), lipschitz_ratio=0.9)
-            )  # fmt: skip
-    return {"bias1d/runs": pd.DataFrame(runs), "bias1d/snapshots": pd.DataFrame(snaps)}
-
-
-def test_claim5(th):
-    assert verdicts(evaluate(5, bias1d_tables(), th)) == {"a": SUPPORTED, "b": SUPPORTED, "c": SUPPORTED}
-    got = verdicts(evaluate(5, bias1d_tables(kink_kept=0.1, rank=0.5, reset=0.5), th))
-    assert got == {"a": NOT_SUPPORTED, "b": NOT_SUPPORTED, "c": NOT_SUPPORTED}
-
-
-def test_claim6(th):
-    assert verdicts(evaluate(6, bias1d_tables(), th)) == {
-        "a": SUPPORTED,
-        "b": SUPPORTED,
-        "c": SUPPORTED,
-        "d": SUPPORTED,
-    }
-    got = verdicts(evaluate(6, bias1d_tables(narrow_fail=0.0, close=0.1), th))
-    assert got["a"] == NOT_SUPPORTED and got["c"] == NOT_SUPPORTED and got["d"] == NOT_RUN
-    got = verdicts(evaluate(6, bias1d_tables(narrow_fail=1.0, close=0.05), th))
-    assert got["d"] == NOT_SUPPORTED
-
-
-def updates_tables(
-    speedup=10.0, raise_lip=1.5, raise_test=1.5, spread=0.2, noises=(0.0, 0.1), seeds=10, split=False
-):
-    """The comparison of bias updates at claim 9's primary setting: per seed and noise level a
-    gradient-only run and a kink-search run whose training MSE is `speedup` times lower and
-    whose Lipschitz constant and test error are `raise_*` times higher on noisy data (times a
-    random factor of relative spread `spread`; with `split`, a factor 2 for half the seeds and
-    1/2 for the others). A search costs 20 gradient steps every 100."""
-    rng = np.random.default_rng(2)
-    runs, snaps, progress = [], [], []
-    steps = [0, 5000, 10000, 15000, 20000]
-    for seed in range(seeds):
-        for noise in noises:
-            jitter = np.full(3, 2.0 if seed % 2 else 0.5) if split else rng.uniform(1 - spread, 1 + spread, 3)
-            for method in ("gradient", "kink_search"):
-                search = method == "kink_search"
-                rid = f"{seed}-{noise}-{method}"
-                mse = 1e-3 / (speedup * jitter[0] if search else 1.0)
-                lip = 2.0 * (raise_lip * jitter[1] if search and noise > 0 else 1.0)
-                test = 1e-3 * (raise_test * jitter[2] if search and noise > 0 else 1.0)
-                runs.append(
-                    dict(run_id=rid, seed=seed, target="piecewise", depth=10, interval="narrow25",
-                         half_width=0.25, momentum=0.99, noise_std=noise, method=method, main_grid=False,
-                         comparison=True, iterations=20000, searches=200 if search else 0,
-                         steps_to_fit=2000.0 if search else np.nan)
-                )  # fmt: skip
-                snaps.append(
-                    dict(
-                        run_id=rid, iteration=20000, status="ok", final_mse=mse, lipschitz=lip, test_mse=test
-                    )
-                )
-                for step in steps:
-                    progress.append(
-                        dict(run_id=rid, step=step, searches=step // 100 if search else 0,
-                             mse=mse * 20000 / max(step, 1), test_mse=test, lipschitz=lip,
-                             lipschitz_ratio=lip / 2)
-                    )  # fmt: skip
-    timing = pd.DataFrame(
-        [dict(depth=10, seconds_per_run_step=1e-5, seconds_per_run_search=2e-4, search_every=100,
-              search_cost_steps=20.0)]
-    )  # fmt: skip
-    return {
-        "bias1d/runs": pd.DataFrame(runs),
-        "bias1d/snapshots": pd.DataFrame(snaps),
-        "bias1d/progress": pd.DataFrame(progress),
-        "bias1d/timing": timing,
-    }
-
-
-def test_claim9(th):
-    assert verdicts(evaluate(9, updates_tables(), th)) == {
-        "a": SUPPORTED,
-        "b": SUPPORTED,
-        "c": SUPPORTED,
-        "d": SUPPORTED,
-    }
-    got = verdicts(evaluate(9, updates_tables(speedup=0.5, raise_lip=0.7, raise_test=0.7), th))
-    assert got == {"a": NOT_SUPPORTED, "b": NOT_SUPPORTED, "c": NOT_SUPPORTED, "d": NOT_SUPPORTED}
-    # effects at the thresholds, half the seeds far above and half far below: the intervals straddle them
-    got = verdicts(evaluate(9, updates_tables(speedup=1.1, raise_lip=1.1, raise_test=1.1, split=True), th))
-    assert got == {"a": INCONCLUSIVE, "b": INCONCLUSIVE, "c": INCONCLUSIVE, "d": INCONCLUSIVE}
-    # at equal wall time the search runs are taken at step 15000 (20000 step-times: 15000 steps
-    # and 150 searches of 20), where their MSE is 4/3 of their final one
-    parts = {p.part: p for p in evaluate(9, updates_tables(speedup=2.0, spread=0.0), th)}
-    assert parts["a"].estimate == pytest.approx(0.5) and parts["b"].estimate == pytest.approx(0.5 * 4 / 3)
-    assert "one search costs 20 gradient steps" in parts["b"].evidence
-    # only part b (equal wall time) depends on measured time
-    assert {p.part for p in parts.values() if p.timing_dependent} == {"b"}
-    # without noisy labels the Lipschitz and test-error parts are not run
-    got = verdicts(evaluate(9, updates_tables(noises=(0.0,)), th))
-    assert got == {"a": SUPPORTED, "b": SUPPORTED, "c": NOT_RUN, "d": NOT_RUN}
-    # the claim's robustness grid: the comparison's cells at every measured budget
-    assert claim(9).grid(updates_tables(), th) == [
-        {"target": "piecewise", "depth": 10, "interval": "narrow25", "momentum": 0.99, "iterations": 20000}
-    ]
-
-
-def test_claims_5_and_6_read_only_the_main_grid(th):
-    tables = bias1d_tables()
-    extra = updates_tables(seeds=3)
-    both = {
-        "bias1d/runs": pd.concat(
-            [tables["bias1d/runs"].assign(main_grid=True, comparison=False), extra["bias1d/runs"]]
-        ),
-        "bias1d/snapshots": pd.concat([tables["bias1d/snapshots"], extra["bias1d/snapshots"]]),
-    }
-    for claim_id in (5, 6):
-        alone = evaluate(claim_id, tables, th)
-        mixed = evaluate(claim_id, both, th)
-        assert [(p.estimate, p.ci_low, p.ci_high) for p in alone] == [
-            (p.estimate, p.ci_low, p.ci_high) for p in mixed
-        ]
+# ------------------------------------------------------------------ claim 7 ------------
+# (claims 5, 6 and 9: tests/test_claims_bias1d.py)
 
 
 def mnist_table(pair_gap=0.3, baseline_gap=3.0, seeds=(0, 1, 2)):

@@ -61,10 +61,16 @@ BAD_RELATIONS = [
     ({"bias1d": {"updates": {"depths": [7]}}}, "bias1d.updates.depths"),
     ({"bias1d": {"updates": {"intervals": ["narrow25", "medium"]}}}, "bias1d.updates.intervals"),
     (
-        {"bias1d": {"targets": ["sine"]}, "report": {"claims": {"bias1d_target": "sine"}}},
+        {
+            "bias1d": {"targets": ["sine"], "primary_seeds": {"targets": ["sine"]}},
+            "report": {"claims": {"bias1d_target": "sine"}},
+        },
         "bias1d.updates.targets",
     ),
-    ({"figures": {"bias1d": {"updates_interval": "narrow05"}}}, "figures.bias1d.updates_interval"),
+    ({"figures": {"bias1d": {"updates_interval": "narrow25"}}}, "figures.bias1d.updates_interval"),
+    ({"bias1d": {"primary_seeds": {"depths": [7]}}}, "bias1d.primary_seeds.depths"),
+    ({"bias1d": {"primary_seeds": {"intervals": ["medium"]}}}, "bias1d.primary_seeds.intervals"),
+    ({"bias1d": {"primary_seeds": {"seeds": 4}}}, "bias1d.primary_seeds.seeds"),
     ({"report": {"claims": {"claim9_depth": 20}}}, "report.claims.claim9_depth"),
     ({"bias1d": {"updates": {"momenta": [0.9]}}}, "report.claims.bias1d_momentum"),
     ({"mnist": {"conv": {"size": 28, "padding": 0, "pool": 4}}}, "mnist.conv"),

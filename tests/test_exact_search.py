@@ -1,9 +1,10 @@
-"""Exact 1-D bias minimisation (pipeline/bias1d/exact_search.py) vs dense grids, kink_search and forward."""
+"""Exact 1-D bias minimisation (exact_search.py) vs dense grids, the candidate search and forward."""
 
 import pytest
 import torch
 
 from pipeline.bias1d import model as nets
+from pipeline.bias1d import reference
 from pipeline.bias1d.exact_search import exact_bias_minimiser, exact_kink_search, search_interval
 
 torch.set_num_threads(1)
@@ -58,7 +59,7 @@ def half_mse(p, x, y):
 
 def kink_choice_loss(p, x, y, layer, k):
     """The loss at kink_search's choice for one coordinate (the best of its kink_candidates)."""
-    cand = nets.kink_candidates(layer_inputs(p, x, layer, k), p.b[layer, :, k])
+    cand = reference.kink_candidates(layer_inputs(p, x, layer, k), p.b[layer, :, k])
     loss = losses_at(p, x, y, layer, k, cand)
     return loss.min(-1).values
 
@@ -102,7 +103,7 @@ def test_never_worse_than_kink_search_and_often_strictly_better():
                 ok = available > 1e-9 * before
                 captured.append(((before - kink) / available)[ok])
         if depth == 10:  # the helper is kink_search's own choice (its first coordinate: layer 1 of g)
-            b_kink, _ = nets.kink_search(p, x, y)
+            b_kink, _ = reference.candidate_kink_search(p, x, y)
             torch.testing.assert_close(
                 half_mse(with_bias(p, 0, 0, b_kink[0, :, 0]), x, y),
                 kink_choice_loss(p, x, y, 0, 0),

@@ -3,10 +3,11 @@
 The pair (docs/science.md sections 3-4, `model.py`):  z_0 = x,  z_i = z_{i-1} + w_i [z_{i-1} - b_i]_+,
 fhat(x) = a_g z_L^g(x) - a_h z_L^h(x) + c,  training loss  (1/(2N)) sum_n (fhat(x_n) - y_n)^2.
 
-`model.kink_search` tries, for each bias, only N + 2 candidates (one per gap between the layer's
-sorted inputs). Within a gap the loss still varies with the bias, so that choice is not the 1-D
-minimiser. This module computes the exact minimiser of the loss over one bias b = b_i of layer i
-of network k, every other parameter fixed, for all runs of a batch at once:
+`reference.candidate_kink_search` (the search the study used before) tries, for each bias, only
+N + 2 candidates (one per gap between the layer's sorted inputs). Within a gap the loss still
+varies with the bias, so that choice is not the 1-D minimiser. This module computes the exact
+minimiser of the loss over one bias b = b_i of layer i of network k, every other parameter
+fixed, for all runs of a batch at once:
 
 * The layer's inputs u_n = z_{i-1}(x_n) do not depend on b. Its output is
   v_n(b) = u_n + w_i [u_n - b]_+: constant (= u_n) for b >= u_n, affine with slope -w_i below.
@@ -28,8 +29,8 @@ rounding). The interval is [min u - margin * span, max u + margin * span] (span 
 or max(1, |u|) if all inputs are equal), widened to contain the current bias; below every input
 the layer is active on every point (the loss is piecewise quadratic there too), above every
 input the loss does not depend on b. It contains every candidate of `kink_candidates`, so the
-exact choice is never worse than `kink_search`'s. The current bias is kept unless the best
-value is lower than the current loss by more than rounding (64 ulp relative), and unless an
+exact choice is never worse than `candidate_kink_search`'s. The current bias is kept unless the
+best value is lower than the current loss by more than rounding (64 ulp relative), and unless an
 independent forward pass at the new bias confirms it, so the loss never increases.
 """
 
@@ -204,7 +205,7 @@ def exact_kink_search(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One round of exact coordinate descent over the biases of every run; `p` is not changed.
 
-    Same order and interface as `model.kink_search` (layer by layer through g, then h, the
+    Same order and interface as `reference.candidate_kink_search` (layer by layer through g, then h, the
     biases already visited at their new values), but each bias moves to the exact minimiser
     of the loss over its search interval (`exact_bias_minimiser`) instead of the best of N + 2
     candidates. The current bias is kept where it is a minimiser, so the loss never increases.

@@ -31,7 +31,7 @@ def fit(tables: dict[str, pd.DataFrame], settings: dict):
     colors = dict(zip(intervals, sns.color_palette(n_colors=len(intervals) + 1)[1:], strict=True))
     fig, axes = plt.subplots(1, len(targets), figsize=panel_size(settings, len(targets)), squeeze=False)
     for ax, target in zip(axes[0], targets, strict=True):
-        t = truth[truth["target"] == target]
+        t = truth[truth["target"] == target].drop_duplicates("x")  # one copy per shard
         ax.plot(t["x"], t["y"], color="0.3", lw=1.0, ls="--", label="target")
         pts = points[(points["target"] == target) & (points["seed"] == seed)]
         ax.scatter(pts["x"], pts["y"], s=12, color="black", zorder=3, label="data")
@@ -53,35 +53,46 @@ def fit(tables: dict[str, pd.DataFrame], settings: dict):
 
 @figure("drift")
 def drift(tables: dict[str, pd.DataFrame], settings: dict):
-    """How far the kinks moved, in data spacings, per init interval, depth and target (end of training)."""
-    runs = main_grid(tables["runs"])
-    ok = runs[runs["status"] == "ok"].assign(depth=lambda d: d["depth"].astype(str))
-    targets = list(dict.fromkeys(runs["target"]))
+    """How far the live layers' kinks moved (median over runs, data spacings) against the
+    optimiser's effective time lr / (1 - momentum) x iterations, per bias init interval; dotted:
+    how far they started from the nearest target knot. One panel per target (rows) and depth."""
+    cells = tables["robustness"]
+    targets = list(dict.fromkeys(cells["target"]))
+    depths = sorted(cells["depth"].unique())
     fig, axes = plt.subplots(
-        1, len(targets), figsize=panel_size(settings, len(targets)), squeeze=False, sharey=True
+        len(targets),
+        len(depths),
+        figsize=panel_size(settings, len(depths), len(targets)),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
     )
-    for ax, target in zip(axes[0], targets, strict=True):
-        d = ok[ok["target"] == target]
-        d = d.assign(move=d["kink_drift_spacings_median"].clip(lower=1e-4))
-        sns.boxplot(data=d, x="interval", y="move", hue="depth", ax=ax, fliersize=0, whis=(0, 100))
-        sns.stripplot(
-            data=d,
-            x="interval",
-            y="move",
-            hue="depth",
-            dodge=True,
-            ax=ax,
-            size=2,
-            color="black",
-            legend=False,
-        )
-        ax.axhline(1.0, color="0.3", lw=1, ls="--")
-        if settings["log_drift"]:
-            ax.set_yscale("log")
-        ax.set_title(target)
-        ax.set_xlabel("bias init interval")
-        ax.set_ylabel("median kink move (data spacings)")
-    fig.tight_layout()
+    intervals = list(dict.fromkeys(cells["interval"]))
+    colors = dict(zip(intervals, sns.color_palette(n_colors=len(intervals)), strict=True))
+    for i, target in enumerate(targets):
+        for j, depth in enumerate(depths):
+            ax = axes[i, j]
+            d = cells[cells["target"].eq(target) & cells["depth"].eq(depth)]
+            d = d.assign(move=d["median_live_kink_drift_spacings"].clip(lower=1e-4)).sort_values(
+                "effective_time"
+            )
+            for interval, e in d.groupby("interval", sort=False):
+                ax.plot(
+                    e["effective_time"], e["move"], marker="o", ms=3, color=colors[interval], label=interval
+                )
+                knots = e["median_knot_distance_spacings"].median()
+                if np.isfinite(knots):
+                    ax.axhline(max(knots, 1e-4), color=colors[interval], lw=0.8, ls=":")
+            ax.axhline(1.0, color="0.3", lw=1, ls="--")
+            ax.set_xscale("log")
+            if settings["log_drift"]:
+                ax.set_yscale("log")
+            ax.set_title(f"{target}, L = {depth}")
+            ax.set_xlabel("effective time lr / (1 - momentum) x iterations")
+            ax.set_ylabel("median live kink move (data spacings)")
+            if (i, j) == (0, 0):
+                ax.legend(fontsize="x-small")
     return fig
 
 
@@ -119,7 +130,8 @@ def lipschitz(tables: dict[str, pd.DataFrame], settings: dict):
 
 @figure("budget")
 def budget(tables: dict[str, pd.DataFrame], settings: dict):
-    """Share of runs that miss a training point vs the iteration budget, per interval (robustness cells)."""
+    """Share of runs that miss a training point vs the iteration budget, per interval (robustness
+    cells; runs that diverged or collapsed left out, as in claim 6)."""
     cells = tables["robustness"]
     momenta = sorted(cells["momentum"].unique())
     depths = sorted(cells["depth"].unique())
@@ -137,7 +149,7 @@ def budget(tables: dict[str, pd.DataFrame], settings: dict):
             ax = axes[i, j]
             d = cells[(cells["momentum"] == momentum) & (cells["depth"] == depth)]
             sns.lineplot(
-                data=d, x="iterations", y="fail_fraction", hue="interval", style="target", marker="o", ax=ax
+                data=d, x="iterations", y="miss_fraction", hue="interval", style="target", marker="o", ax=ax
             )
             ax.set_xscale("log")
             ax.set_ylim(-0.03, 1.03)

@@ -1,15 +1,19 @@
-"""What is measured of trained 1-D pairs (docs/science.md section 4): the fit, the exact
-Lipschitz constant, how far biases and kinks moved, rank order, resets, missed regions, the
+"""What is measured of trained 1-D pairs (docs/science.md section 4): the status (ok, collapsed,
+diverged), the fit, the exact Lipschitz constant, how far the biases and kinks of live layers
+moved and how far their kinks started from the target's knots, rank order, resets, how close
+the estimate's affine pieces stay to the least-squares lines of the points they cover, the
 test error against the true target; the estimates and per-layer tables; the comparison's
 progress."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
 from pipeline.bias1d import model as nets
-from pipeline.bias1d.plan import dense_grid, searches_done, target_lipschitz, target_values
+from pipeline.bias1d.plan import dense_grid, searches_done, target_knots, target_lipschitz, target_values
 
 PROGRESS_COLUMNS = ["run_id", "step", "searches", "mse", "test_mse", "lipschitz", "lipschitz_ratio"]
 
@@ -91,39 +95,92 @@ def _rank_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (ra * rb).sum(-1) / np.sqrt((ra**2).sum(-1) * (rb**2).sum(-1))
 
 
-def _ls_slope(x: np.ndarray, y: np.ndarray) -> float:
-    xc = x - x.mean()
-    return float((xc * (y - y.mean())).sum() / (xc**2).sum())
+def _per_layer(params: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """`[R, 2L]` per-layer values (g's layers, then h's), in the order of `pair_breakpoints`."""
+    v = np.moveaxis(params[key], 0, -1)  # [R, 2, L]
+    return v.reshape(v.shape[0], -1)
 
 
-def missed_regions(x: np.ndarray, y: np.ndarray, fit: np.ndarray, tol: float) -> tuple[int, int]:
-    """(regions, close regions) of one run: maximal runs of >= 2 consecutive training points
-    (x sorted) that the estimate misses by more than `tol`; a region is close when the
-    estimate's least-squares slope over its points differs from the data's by at most
-    2 tol / (its width), i.e. the two lines part by at most 2 tol across the region."""
-    off = np.abs(fit - y) > tol
-    regions = close = 0
-    start = None
-    for i in range(len(x) + 1):
-        if i < len(x) and off[i]:
-            start = i if start is None else start
-            continue
-        if start is not None and i - start >= 2:
-            sl = slice(start, i)
-            width = x[i - 1] - x[start]
-            regions += 1
-            close += abs(_ls_slope(x[sl], fit[sl]) - _ls_slope(x[sl], y[sl])) * width <= 2 * tol
-        start = None
-    return regions, close
+def live_layers(cfg: dict, params, kinks0, kinks1) -> tuple[np.ndarray, np.ndarray]:
+    """(live `[R, 2L]`, bending in the data now `[R, 2L]`) for the state `params`, whose kinks
+    are `kinks1` (`kinks0`: at init). A layer bends the estimate when its weight and its
+    network's output scale are above `live_floor`; it is live when it bends and its kink lies in
+    the data interval at init or now."""
+    floor, lo, hi = cfg["live_floor"], cfg["data"]["low"], cfg["data"]["high"]
+    depth = params["w"].shape[0]
+    bends = (_per_layer(params, "w") > floor) & np.repeat(params["a"] > floor, depth, axis=-1)
+    now = bends & (kinks1 >= lo) & (kinks1 <= hi)
+    return now | (bends & (kinks0 >= lo) & (kinks0 <= hi)), now
 
 
-def measure(cfg, runs, init, params, xs, ys) -> pd.DataFrame:
-    """One row per run of `params` (indexed like `runs`): fit, Lipschitz, drift, resets, regions."""
+def knot_distance(cfg: dict, runs: pd.DataFrame, kinks: np.ndarray) -> np.ndarray:
+    """`[R, 2L]` distance from each kink to the nearest knot of the run's target (NaN for a
+    target without knots, the sine): how far it would have to travel to bend where the target
+    bends."""
+    out = np.full(kinks.shape, np.nan)
+    for target in dict.fromkeys(runs["target"]):
+        knots = target_knots(cfg, target)
+        rows = runs["target"].eq(target).to_numpy()
+        if knots is not None and len(knots):
+            out[rows] = np.abs(kinks[rows][..., None] - knots).min(-1)
+    return out
+
+
+def affine_pieces(x, y, fit, breakpoints, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """(judged pieces `[R]`, close pieces `[R]`): the estimate's affine pieces against the
+    least-squares lines of the training points they cover.
+
+    `x` (sorted), `y`, `fit`: `[R, N]` inputs, labels and the estimate at them; `breakpoints`:
+    `[R, K]` where the estimate bends (NaN for layers that do not). The estimate is affine
+    between consecutive breakpoints; a point belongs to the piece left of a breakpoint it sits
+    on. A piece is judged when it covers at least two training points and misses at least one
+    (`|fit - y| > tol`), and it is close when its line and the least-squares line of its points
+    are within `tol` of each other over those points (both lines affine: at the first and the
+    last point), which compares slope and offset.
+    """
+    runs, n = x.shape
+    bps = np.where(np.isfinite(breakpoints), breakpoints, np.inf)
+    piece = (bps[:, None, :] < x[:, :, None]).sum(-1)  # [R, N]
+    size = bps.shape[1] + 1
+    flat = (np.arange(runs)[:, None] * size + piece).ravel()
+
+    def total(values):
+        return np.bincount(flat, weights=np.broadcast_to(values, x.shape).ravel(), minlength=runs * size)
+
+    count, sx, sxx = total(1.0), total(x), total(x * x)
+    missed = total(np.abs(fit - y) > tol)
+    first, last = np.full(runs * size, np.inf), np.full(runs * size, -np.inf)
+    np.minimum.at(first, flat, x.ravel())
+    np.maximum.at(last, flat, x.ravel())
+    with np.errstate(all="ignore"):
+        spread = count * sxx - sx * sx
+
+        def line(v):
+            sv, sxv = total(v), total(x * v)
+            slope = (count * sxv - sx * sv) / spread
+            return slope, (sv - slope * sx) / count
+
+        (s_fit, o_fit), (s_y, o_y) = line(fit), line(y)
+        gap = np.maximum(
+            np.abs((s_fit - s_y) * first + o_fit - o_y), np.abs((s_fit - s_y) * last + o_fit - o_y)
+        )
+    judged = (count >= 2) & (missed >= 1) & (spread > 0)
+    close = judged & (gap <= tol)
+    return judged.reshape(runs, size).sum(-1), close.reshape(runs, size).sum(-1)
+
+
+def measure(cfg, runs, init, params, xs, ys, iteration: int, collapse_step=None) -> pd.DataFrame:
+    """One row per run of `params` (indexed like `runs`), the state after `iteration` steps:
+    status, fit, Lipschitz, drift (all layers and live ones), knot distances, resets, affine
+    pieces. `collapse_step` (`[R]`, +inf if never; the trainer's) marks the runs that had a
+    loss spike in which an output scale was projected to 0: such a run is `collapsed` while
+    no live layer bends its estimate inside the data interval."""
     lo, hi = cfg["data"]["low"], cfg["data"]["high"]
     wl, wh = cfg["weight_init"]["low"], cfg["weight_init"]["high"]
     tol = cfg["fit_tolerance"]
     ok = _finite_runs(params)
     safe = _zeroed(params, ok)
+    collapse_step = np.full(len(runs), np.inf) if collapse_step is None else np.asarray(collapse_step)
     with np.errstate(all="ignore"):
         fit = nets.pair_values(safe, xs)
         err = np.abs(fit - ys)
@@ -134,6 +191,11 @@ def measure(cfg, runs, init, params, xs, ys) -> pd.DataFrame:
         kinks1 = nets.pair_breakpoints(safe)
         active = (kinks0 >= lo) & (kinks0 <= hi)
         kink_moved = np.abs(kinks1 - kinks0)
+        live, in_data_now = live_layers(cfg, safe, kinks0, kinks1)
+        bias_moved = np.abs(_per_layer(safe, "b") - _per_layer(init, "b"))
+        knots = knot_distance(cfg, runs, kinks0)
+        real = (_per_layer(safe, "w") > 0) & np.repeat(safe["a"] > 0, safe["w"].shape[0], axis=-1)
+        pieces = affine_pieces(xs, ys, fit, np.where(real, kinks1, np.nan), tol)
         db = np.abs(safe["b"] - init["b"]).transpose(1, 0, 2).reshape(len(runs), -1)  # [R, 2L]
         dw = np.abs(safe["w"] - init["w"]).transpose(1, 0, 2).reshape(len(runs), -1)
         b0, b1 = (np.moveaxis(q["b"], 0, -1) for q in (init, safe))  # [R, 2, L]
@@ -144,12 +206,18 @@ def measure(cfg, runs, init, params, xs, ys) -> pd.DataFrame:
         target_lip = np.array([target_lipschitz(cfg, t) for t in runs["target"]])
         width = (runs["init_high"] - runs["init_low"]).to_numpy()
         weight_to_bias = np.median(dw, -1) / (wh - wl) / (np.median(db, -1) / width)
-    regions = np.array(
-        [missed_regions(xs[r], ys[r], fit[r], tol) if ok[r] else (0, 0) for r in range(len(runs))]
-    ).reshape(-1, 2)
+    collapsed = ok & (collapse_step < iteration) & ~in_data_now.any(-1)
+    momentum = runs["momentum"].to_numpy()
     nan = lambda v: np.where(ok, v, np.nan)  # noqa: E731 - diverged runs have no outcome
+
+    def live_median(values):  # NaN where a run has no live layer
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return nan(np.nanmedian(np.where(live, values, np.nan), -1) / spacing)
+
     out = {
-        "status": np.where(ok, "ok", "diverged"),
+        "status": np.where(ok, np.where(collapsed, "collapsed", "ok"), "diverged"),
+        "effective_time": runs["lr"].to_numpy() / (1 - momentum) * iteration,
         "final_mse": mse,
         "fitted_fraction": np.where(ok, (err <= tol).mean(-1), 0.0),
         "fail": ok & (err > tol).any(-1),
@@ -167,6 +235,10 @@ def measure(cfg, runs, init, params, xs, ys) -> pd.DataFrame:
         "kinks_moved_lt_spacing": nan((active & (kink_moved < spacing[:, None])).sum(-1)),
         "kink_drift_spacings_median": nan(np.nanmedian(np.where(active, kink_moved, np.nan), -1) / spacing),
         "kink_drift_range_median": nan(np.nanmedian(np.where(active, kink_moved, np.nan), -1) / (hi - lo)),
+        "live_layers": np.where(ok, live.sum(-1), 0),
+        "live_bias_drift_spacings_median": live_median(bias_moved),
+        "live_kink_drift_spacings_median": live_median(kink_moved),
+        "knot_distance_spacings_median": live_median(knots),
         "bias_rank_corr": nan(np.nanmean(_rank_correlation(b0, b1), -1)),
         "mse_reset_biases": nan(((reset_b - ys) ** 2).mean(-1)),
         "mse_reset_weights": nan(((reset_w - ys) ** 2).mean(-1)),
@@ -175,8 +247,8 @@ def measure(cfg, runs, init, params, xs, ys) -> pd.DataFrame:
         "weight_drift_max": nan(dw.max(-1)),
         "weight_drift_rel_median": nan(np.median(dw, -1) / (wh - wl)),
         "weight_to_bias_drift_rel": nan(weight_to_bias),
-        "regions": regions[:, 0],
-        "regions_close": regions[:, 1],
+        "pieces": np.where(ok, pieces[0], 0),
+        "pieces_close": np.where(ok, pieces[1], 0),
         "kinks_in_data_final": np.where(ok, ((kinks1 >= lo) & (kinks1 <= hi)).sum(-1), -1),
         "a_g": nan(safe["a"][:, 0]),
         "a_h": nan(safe["a"][:, 1]),
@@ -216,6 +288,8 @@ def details(cfg, runs, init, final) -> dict[str, pd.DataFrame]:
         layer_rows[key] = arr.transpose(1, 2, 0).reshape(-1)  # [R, 2, L]
     layer_rows["kink_init"] = kinks0.reshape(-1)
     layer_rows["kink_final"] = kinks1.reshape(-1)
+    layer_rows["live"] = (live_layers(cfg, _zeroed(final, ok), kinks0, kinks1)[0] & ok[:, None]).reshape(-1)
+    layer_rows["knot_distance"] = knot_distance(cfg, runs, kinks0).reshape(-1)
     layers = pd.DataFrame(layer_rows)
     width = (runs["init_high"] - runs["init_low"]).to_numpy()
     layers["bias_drift_rel"] = np.abs(layers["b_final"] - layers["b_init"]) / np.repeat(width, 2 * depth)

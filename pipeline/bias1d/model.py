@@ -16,16 +16,17 @@ layer-major so that each layer's parameters are one contiguous `[runs, 2]` block
 Gradients are written by hand (checked against autograd in float64 by the tests) into a
 flat buffer of the same layout, so one full-batch Nesterov step is a handful of vector ops.
 
-Non-gradient bias update (docs/science.md section 6.2): `kink_search` moves each layer's kink,
-one layer at a time through g and then h (coordinate descent), to the data gap where the
-training loss is lowest, every candidate of a layer of every run evaluated exactly in one
-batched forward pass; `train_nesterov` interleaves it with the gradient steps of some runs.
+Non-gradient bias update (docs/science.md section 6.2): `train_nesterov` interleaves the
+gradient steps of some runs with rounds of a bias search (the study's is
+`exact_search.exact_kink_search`, exact coordinate descent over the biases). It also detects
+optimisation collapses: a loss spike in which the projection sets an output scale to 0.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -200,75 +201,6 @@ def autograd_gradients(p: PairParams, x: torch.Tensor, y: torch.Tensor) -> PairP
     return PairParams.from_tensors(*(t.grad for t in leaves))
 
 
-# ---------------------------------------------------------------- non-gradient bias update ------------
-
-
-def kink_candidates(u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Candidate biases of one layer: `[R, N + 2]` from its inputs `u` (`[R, N]`) and biases `b` (`[R]`).
-
-    Column 0 is the current bias; then half a gap below the smallest input (the layer active
-    on every point), the midpoints between consecutive sorted inputs, and half a gap above the
-    largest (inactive on every point): one candidate per way of splitting the points into
-    those left and right of the kink.
-    """
-    us = u.sort(-1).values
-    gaps = us[:, 1:] - us[:, :-1]
-    return torch.cat(
-        [
-            b[:, None],
-            us[:, :1] - gaps[:, :1] / 2,
-            us[:, :-1] + gaps / 2,
-            us[:, -1:] + gaps[:, -1:] / 2,
-        ],
-        -1,
-    )
-
-
-def kink_search(p: PairParams, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One round of exact coordinate descent over the biases of every run; `p` is not changed.
-
-    Layer by layer through g (i = 1..L), then through h, with every other parameter fixed
-    (the biases already visited at their new values): the layer's inputs `u_n = z_{i-1}(x_n)`
-    do not depend on `b_i`; each candidate of `kink_candidates` is evaluated by the exact
-    training loss (a forward pass of layers i..L of that network for every point, the other
-    network's output held fixed), all runs and candidates of a layer as one `[R, C, N]` tensor,
-    and the bias moves to the best one. The current bias is a candidate and wins ties, so the
-    loss never increases (in exact arithmetic). A non-finite loss counts as +inf.
-
-    Returns the new biases `[L, R, 2]` and a mask of the biases that moved (`[L, R, 2]`, bool).
-    """
-    if x.dim() == 1:
-        x = x.expand(p.runs, -1)
-    x = x.to(p.flat.dtype)
-    y = y.to(p.flat.dtype)
-    sign = _sign(p.flat.dtype)
-    b = p.b.clone()
-    moved = torch.zeros(b.shape, dtype=torch.bool)
-    _, z_out, _ = forward(p, x)  # [R, 2, N] outputs of g and h at the current parameters
-    z_out = z_out.clone()
-    for k in (0, 1):
-        other = sign[1 - k] * p.a[:, 1 - k, None] * z_out[:, 1 - k] + p.c[:, None]  # [R, N]
-        resid = (other - y)[:, None, :]  # [R, 1, N]
-        scale = (sign[k] * p.a[:, k])[:, None, None]
-        w = p.w[:, :, k]  # [L, R]
-        z = x
-        for i in range(p.depth):
-            cand = kink_candidates(z, b[i, :, k])  # [R, C]
-            u = z[:, None, :]  # the layer's inputs [R, 1, N], the same for every candidate
-            zc = torch.addcmul(u, w[i, :, None, None], torch.relu(u - cand[:, :, None]))
-            for j in range(i + 1, p.depth):
-                zc = torch.addcmul(zc, w[j, :, None, None], torch.relu(zc - b[j, :, k, None, None]))
-            err = torch.addcmul(resid, scale, zc)
-            loss = (err * err).mean(-1).nan_to_num_(nan=math.inf)  # [R, C]
-            best = loss.argmin(-1)  # the first of equal minima: the current bias on ties
-            new = cand.gather(-1, best[:, None])[:, 0]
-            moved[i, :, k] = best != 0
-            b[i, :, k] = torch.where(best != 0, new, b[i, :, k])
-            z = torch.addcmul(z, w[i, :, None], torch.relu(z - b[i, :, k, None]))
-        z_out[:, k] = z
-    return b, moved
-
-
 # ---------------------------------------------------------------- training ------------------------------
 
 
@@ -283,7 +215,9 @@ def train_nesterov(
     snapshot_steps=(),
     search_every: int = 0,
     search_runs=None,
+    search_fn: Callable | None = None,
     fit_mse: torch.Tensor | None = None,
+    collapse_spike: float = math.inf,
     stats: dict | None = None,
 ) -> tuple[PairParams, dict[int, np.ndarray], dict[int, dict[str, np.ndarray]]]:
     """Full-batch Nesterov accelerated gradient with projection, on every run at once.
@@ -296,16 +230,23 @@ def train_nesterov(
     `PairParams.numpy()`) for each step in `snapshot_steps`.
 
     Non-gradient bias updates: with `search_every = k > 0`, the runs of `search_runs` (indices)
-    get one round of `kink_search` after every k-th gradient step (after k, 2k, ... steps, also
-    after the last one), so the state after t steps has had floor(t / k) searches. The
+    get one round of `search_fn(params, x, y) -> (new biases [L, R, 2], moved mask)` (e.g.
+    `exact_search.exact_kink_search`) after every k-th gradient step (after k, 2k, ... steps,
+    also after the last one), so the state after t steps has had floor(t / k) searches. The
     momentum of every bias the search moves is set to zero; the others keep theirs.
+
+    Collapses: `collapse_step` is the first step t in which the MSE before the update is at
+    least `collapse_spike` times the lowest MSE of the steps before (a loss spike) and the
+    projection after the update sets an output scale a_g or a_h to 0 (it was negative).
 
     `stats`, if given, is filled with: `steps_to_fit` (`[R]` float64, the first t at which the
     MSE after t steps is at most `fit_mse` (`[R]`), +inf if never; only with `fit_mse`),
-    `kink_moves` (`[R]`, biases moved by searches), `searches` (rounds done), and the wall
-    seconds of the gradient steps (`grad_seconds`: the whole batch, projection and fit check
-    included) and of the searches (`search_seconds`: the search runs' sub-batch), measured
-    separately; recording and snapshots are in neither.
+    `collapse_step` (`[R]` float64, +inf if never), `loss_spike` (`[R]`, the largest ratio of
+    an MSE to the lowest one before it), `kink_moves` (`[R]`, biases moved by searches),
+    `searches` (rounds done), and the wall seconds of the gradient steps (`grad_seconds`: the
+    whole batch, projection, fit and collapse checks included) and of the searches
+    (`search_seconds`: the search runs' sub-batch), measured separately; recording and
+    snapshots are in neither.
     """
     x = x.to(p.flat.dtype)
     y = y.to(p.flat.dtype)
@@ -327,13 +268,19 @@ def train_nesterov(
     snapshots: dict[int, dict[str, np.ndarray]] = {}
     idx = torch.as_tensor(np.asarray([] if search_runs is None else search_runs), dtype=torch.long)
     searching = search_every > 0 and len(idx) > 0
+    if searching and search_fn is None:
+        raise ValueError("search_every > 0 with search runs needs a search_fn")
     moves = torch.zeros(p.runs, dtype=torch.long)
     first_fit = torch.full((p.runs,), math.inf, dtype=torch.float64)
+    first_collapse = torch.full((p.runs,), math.inf, dtype=torch.float64)
+    lowest = torch.full((p.runs,), math.inf, dtype=p.flat.dtype)
+    spike = torch.zeros(p.runs, dtype=p.flat.dtype)
+    peak = torch.zeros(p.runs, dtype=p.flat.dtype)
     clock = {"search": 0.0, "other": 0.0, "searches": 0}
 
     def search():
         t0 = time.perf_counter()
-        b, moved = kink_search(p.select(idx), x[idx], y[idx])
+        b, moved = search_fn(p.select(idx), x[idx], y[idx])
         p.b[:, idx] = b
         vel.b[:, idx] = vel.b[:, idx].masked_fill(moved, 0.0)
         moves.index_add_(0, idx, moved.sum((0, 2)))
@@ -343,6 +290,17 @@ def train_nesterov(
     def check_fit(m_now, step):
         if fit_mse is not None:
             first_fit.masked_fill_((m_now <= fit_mse) & (first_fit > step), step)
+
+    def check_spike(m_now):
+        torch.div(m_now, lowest, out=spike)  # 0 at the first step (lowest = inf)
+        torch.maximum(peak, spike, out=peak)
+        torch.minimum(lowest, m_now, out=lowest)
+
+    def check_collapse(step):  # after the update, before the projection
+        if not math.isfinite(collapse_spike):
+            return
+        hit = (p.a < 0).any(-1) & (spike >= collapse_spike) & (first_collapse > step)
+        first_collapse.masked_fill_(hit, step)
 
     def keep(step, m_now):
         t0 = time.perf_counter()
@@ -358,6 +316,7 @@ def train_nesterov(
             search()
         m_now = gradients(p, x, y, grad, work)
         check_fit(m_now, step)
+        check_spike(m_now)
         keep(step, m_now)
         if isinstance(momentum, torch.Tensor):
             vel.flat.mul_(momentum).add_(grad.flat)
@@ -365,6 +324,7 @@ def train_nesterov(
         else:
             vel.flat.mul_(momentum).add_(grad.flat)
             p.flat.add_(grad.flat.add_(vel.flat, alpha=momentum), alpha=-lr)  # same rounding as SGD's
+        check_collapse(step)
         p.project()
     if searching and iterations and iterations % search_every == 0:
         search()
@@ -378,6 +338,8 @@ def train_nesterov(
     if stats is not None:
         stats.update(
             steps_to_fit=first_fit.numpy().copy(),
+            collapse_step=first_collapse.numpy().copy(),
+            loss_spike=peak.numpy().copy(),
             kink_moves=moves.numpy().copy(),
             searches=clock["searches"],
             search_seconds=clock["search"],

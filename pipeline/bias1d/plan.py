@@ -1,5 +1,6 @@
-"""Which runs a 1-D shard holds and their data (docs/science.md section 4): targets, training
-points, run ids, the plan of a shard, the iterations at which runs are measured."""
+"""Which runs a 1-D shard holds and their data (docs/science.md section 4): targets, their knots,
+the kind of each bias init interval, training points, run ids, the plan of a shard, the
+iterations at which runs are measured."""
 
 from __future__ import annotations
 
@@ -51,6 +52,31 @@ def target_lipschitz(cfg: dict, name: str) -> float:
     return abs(s["amplitude"]) * omega * peak
 
 
+def target_knots(cfg: dict, name: str) -> np.ndarray | None:
+    """The target's interior knots inside the data interval (where it bends), or None for a
+    target that bends everywhere (the sine)."""
+    if name != "piecewise":
+        return None
+    lo, hi = cfg["data"]["low"], cfg["data"]["high"]
+    kx = np.asarray(cfg["piecewise"]["knots_x"], dtype=np.float64)[1:-1]
+    return kx[(kx > lo) & (kx < hi)]
+
+
+def interval_kind(cfg: dict, target: str, low: float, high: float) -> tuple[float, str]:
+    """(knots inside, kind) of the bias init interval [low, high] for a target: its position
+    (`centred` on the data interval or `offset`) and, for a target with knots, how many of
+    them it contains (`no knot`, `some knots`, `every knot`); NaN knots for the sine."""
+    d = cfg["data"]
+    centred = abs((low + high) / 2 - (d["low"] + d["high"]) / 2) <= 1e-9 * (d["high"] - d["low"])
+    position = "centred" if centred else "offset"
+    knots = target_knots(cfg, target)
+    if knots is None:
+        return math.nan, position
+    inside = int(((knots >= low) & (knots <= high)).sum())
+    which = "no knot" if inside == 0 else "every knot" if inside == len(knots) else "some knots"
+    return float(inside), f"{position}, {which}"
+
+
 def training_points(cfg: dict, target: str, seed: int, noise_std: float | None = None):
     """Training inputs (sorted) and labels of one (target, seed) at a label-noise level
     (default `data.noise_std`): `y = target(x) + noise_std z`, the same `z ~ N(0, 1)` at every
@@ -74,8 +100,22 @@ def dense_grid(cfg: dict) -> np.ndarray:
 # ---------------------------------------------------------------- runs and init ----------------------
 
 
-def seeds(cfg: dict) -> list[int]:
-    return [cfg["seed_offset"] + k for k in range(cfg["seeds"])]
+def seeds(cfg: dict, count: int | None = None) -> list[int]:
+    """Seed values `seed_offset + 0..count-1` (default: `seeds` of them)."""
+    return [cfg["seed_offset"] + k for k in range(cfg["seeds"] if count is None else count)]
+
+
+def main_seeds(cfg: dict, target: str, depth: int, interval: str, momentum: float) -> list[int]:
+    """The main grid's seeds of one cell: `primary_seeds.seeds` of them in the cells it names,
+    `seeds` elsewhere."""
+    extra = cfg["primary_seeds"]
+    primary = (
+        target in extra["targets"]
+        and depth in extra["depths"]
+        and interval in extra["intervals"]
+        and any(math.isclose(momentum, m) for m in extra["momenta"])
+    )
+    return seeds(cfg, max(cfg["seeds"], extra["seeds"]) if primary else None)
 
 
 def run_id(target, depth, interval, momentum, seed, noise_std=0.0, method=GRADIENT) -> str:
@@ -91,8 +131,9 @@ def run_id(target, depth, interval, momentum, seed, noise_std=0.0, method=GRADIE
 def plan(cfg: dict, depth: int, targets=None) -> pd.DataFrame:
     """One row per run of the shard of `depth` (all targets unless given): inputs only.
 
-    First the main grid (`main_grid`, claims 5-6) in its order, then the comparison runs of
-    `updates` (`comparison`) that the main grid does not already hold.
+    First the main grid (`main_grid`, claims 5-6) in its order (with `primary_seeds` seeds in
+    the cells it names), then the comparison runs of `updates` (`comparison`, `updates.seeds`
+    seeds) that the main grid does not already hold.
     """
     targets = list(targets or cfg["targets"])
     rows: dict[str, dict] = {}
@@ -102,6 +143,7 @@ def plan(cfg: dict, depth: int, targets=None) -> pd.DataFrame:
         if rid in rows:
             rows[rid]["comparison"] = True
             return
+        knots, kind = interval_kind(cfg, target, iv["low"], iv["high"])
         rows[rid] = {
             "run_id": rid,
             "seed": seed,
@@ -111,6 +153,8 @@ def plan(cfg: dict, depth: int, targets=None) -> pd.DataFrame:
             "init_low": float(iv["low"]),
             "init_high": float(iv["high"]),
             "half_width": (float(iv["high"]) - float(iv["low"])) / 2,
+            "knots_inside": knots,
+            "interval_kind": kind,
             "momentum": float(momentum),
             "lr": float(cfg["optimizer"]["lr"]),
             "noise_std": float(noise_std),
@@ -119,9 +163,9 @@ def plan(cfg: dict, depth: int, targets=None) -> pd.DataFrame:
             "comparison": not main,
         }
 
-    grid = itertools.product(targets, cfg["intervals"], cfg["optimizer"]["momenta"], seeds(cfg))
-    for target, iv, momentum, seed in grid:
-        add(target, iv, momentum, seed, cfg["data"]["noise_std"], GRADIENT, True)
+    for target, iv, momentum in itertools.product(targets, cfg["intervals"], cfg["optimizer"]["momenta"]):
+        for seed in main_seeds(cfg, target, depth, iv["name"], momentum):
+            add(target, iv, momentum, seed, cfg["data"]["noise_std"], GRADIENT, True)
     up = cfg["updates"]
     if up["enabled"] and depth in up["depths"]:
         grid = itertools.product(
@@ -130,7 +174,7 @@ def plan(cfg: dict, depth: int, targets=None) -> pd.DataFrame:
             up["momenta"],
             up["noise_stds"],
             METHODS,
-            seeds(cfg),
+            seeds(cfg, up["seeds"]),
         )
         for target, iv, momentum, noise_std, method, seed in grid:
             add(target, iv, momentum, seed, noise_std, method, False)

@@ -1,10 +1,12 @@
 """The 1-D bias study (docs/science.md section 4): config slice -> trained pairs -> tables.
 
 One shard = one depth: every run of the depth trained at once, as one batch. The main grid
-(claims 5-6) is every target x bias-init interval x momentum x seed, gradient-only, at the
-label-noise level `data.noise_std`; the comparison of bias updates (`updates`, claim 9) adds
-the runs of its sub-grid (its targets x intervals x momenta x `noise_stds` x methods
-`gradient` / `kink_search` x seeds) at its depths, those already in the main grid once.
+(claims 5-6) is every target x bias-init interval x momentum x seed (`primary_seeds` seeds in
+the cells it names), gradient-only, at the label-noise level `data.noise_std`; the comparison
+of bias updates (`updates`, claim 9) adds the runs of its sub-grid (its targets x intervals x
+momenta x `noise_stds` x methods `gradient` / `kink_search` (exact coordinate descent over
+the biases, `exact_search.exact_kink_search`) x `updates.seeds` seeds) at its depths, those
+already in the main grid once.
 Run `"{target}-L{depth}-{interval}-m{momentum}-s{seed}"`, followed by `-n{noise_std}` when
 the labels are noisy and by `-kink_search` for the non-gradient update, uses seed value
 `seed_offset + k` (k = 0..seeds-1). The initial weights and the uniform draws behind the
@@ -15,15 +17,17 @@ the label noise depend on (target, seed) only (noise = noise_std times the same 
 
 Every run is measured at its end (table `runs`) and at each iteration of `snapshots` (table
 `snapshots`, one row per run and iteration): the iteration budget is a setting of the
-claims' robustness grid without extra runs. What is measured (`measure`): the fit, the exact
-Lipschitz constant, how far biases and kinks moved (in data spacings and in units of the
-data range), whether the biases kept their rank order, how much of the fit is lost when the
-biases (or the weights) are reset to their initial values, and, where the estimate misses
-training points, how close it stays to the least-squares line of the points it misses, and
-the test error against the true target on the dense grid. The comparison's runs are also
-measured at `trace_steps` (table `progress`), and the shard's wall time of gradient steps and
-of searches is measured separately (table `timing`): the equal-wall-time comparison
-(`equal_time`) is built from these two.
+claims' robustness grid without extra runs. What is measured (`measure`): the status (`ok`,
+`collapsed`: a loss spike that projected an output scale to 0 and left the estimate affine,
+`diverged`), the fit, the exact Lipschitz constant, how far biases and kinks moved (all
+layers, and the live ones; in data spacings and in units of the data range) and how far the
+live kinks started from the target's knots, whether the biases kept their rank order, how
+much of the fit is lost when the biases (or the weights) are reset to their initial values,
+how close the estimate's affine pieces that miss training points stay to the least-squares
+lines of the points they cover, and the test error against the true target on the dense
+grid. The comparison's runs are also measured at `trace_steps` (table `progress`), and the
+shard's wall time of gradient steps and of searches is measured separately (table `timing`):
+the equal-wall-time comparison (`equal_time`) and the seconds to fit are built from these two.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import pandas as pd
 import torch
 
 from pipeline.bias1d import model as nets
+from pipeline.bias1d.exact_search import exact_kink_search
 from pipeline.bias1d.measure import details, measure, progress
 from pipeline.bias1d.plan import (
     dense_grid,
@@ -68,11 +73,11 @@ def initial_params(cfg: dict, runs: pd.DataFrame) -> nets.PairParams:
 
 def train(cfg: dict, runs: pd.DataFrame, xs: np.ndarray, ys: np.ndarray, steps=()):
     """Train the runs (rows of `runs`, inputs `xs`/labels `ys` `[R, N]`); the `kink_search` runs
-    get a kink search every `updates.every` gradient steps.
+    get a round of exact kink search every `updates.every` gradient steps.
 
     Returns the initial parameters, {iteration: parameters} at every snapshot (the last is
-    the end) and at `steps`, the MSE curves, and the trainer's `stats` (steps to fit, kink
-    moves, searches, wall seconds of gradient steps and of searches).
+    the end) and at `steps`, the MSE curves, and the trainer's `stats` (steps to fit, collapse
+    steps, loss spikes, kink moves, searches, wall seconds of gradient steps and of searches).
     """
     opt = cfg["optimizer"]
     p = initial_params(cfg, runs)
@@ -93,7 +98,9 @@ def train(cfg: dict, runs: pd.DataFrame, xs: np.ndarray, ys: np.ndarray, steps=(
         sorted(set(snapshot_steps(cfg)) | set(steps)),
         search_every=cfg["updates"]["every"],
         search_runs=np.flatnonzero(runs["method"].eq(SEARCH).to_numpy()),
+        search_fn=exact_kink_search,
         fit_mse=torch.from_numpy(fit_threshold(cfg, runs, xs, ys)),
+        collapse_spike=cfg["collapse_spike"],
         stats=stats,
     )
     return init, snaps, curves, stats
@@ -132,16 +139,21 @@ def run_shard(cfg: dict, shard: Shard) -> dict[str, pd.DataFrame]:
             "steps_to_fit": np.where(np.isfinite(stats["steps_to_fit"]), stats["steps_to_fit"], np.nan),
             "searches": searches_done(cfg, runs, [last])[:, 0],
             "kink_moves": stats["kink_moves"],
+            "collapse_step": np.where(np.isfinite(stats["collapse_step"]), stats["collapse_step"], np.nan),
+            "loss_spike": stats["loss_spike"],
         },
         index=runs.index,
     )
+    collapse = stats["collapse_step"]
     tables = {
-        "runs": runs.assign(iterations=last).join(measure(cfg, runs, init, final, xs, ys)).join(extra),
+        "runs": runs.assign(iterations=last)
+        .join(measure(cfg, runs, init, final, xs, ys, last, collapse))
+        .join(extra),
         "snapshots": pd.concat(
             [
                 runs[["run_id"]]
                 .assign(iteration=it)
-                .join(measure(cfg, runs, init, snaps[it], xs, ys))
+                .join(measure(cfg, runs, init, snaps[it], xs, ys, it, collapse))
                 .assign(searches=searches_done(cfg, runs, [it])[:, 0])
                 for it in measured
             ],

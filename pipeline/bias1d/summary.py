@@ -20,25 +20,40 @@ def main_grid(runs: pd.DataFrame) -> pd.DataFrame:
 
 def robustness(snapshots: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per cell of the robustness grid (target, interval, depth, momentum, iteration budget)
-    of the main grid's runs: runs, diverged, fail_fraction (share of non-diverged runs missing
-    some training point by more than the fit tolerance) and lipschitz_ok_fraction (share of
-    non-diverged runs whose Lipschitz constant is at most the target's, up to 1e-6 relative)."""
+    of the main grid's runs: the interval's bounds `low`, `high` and `kind` (with the target's
+    `knots_inside`), the optimiser's `effective_time` (lr / (1 - momentum) x iterations); runs,
+    diverged, collapsed; fail_fraction (share of non-diverged runs missing some training point
+    by more than the fit tolerance) and miss_fraction (the same among the runs that neither
+    diverged nor collapsed: claim 6's share); lipschitz_ok_fraction (share of non-diverged runs
+    whose Lipschitz constant is at most the target's, up to 1e-6 relative); medians over the
+    cell's runs of the final MSE, the kink drift (all kinks in the data at init), the live
+    layers' bias and kink drift and their kinks' distance to the nearest target knot (data
+    spacings)."""
     runs = main_grid(runs)
-    inputs = runs[["run_id", *[c for c in CELL if c != "iterations"]]]
-    df = snapshots.merge(inputs, on="run_id").rename(columns={"iteration": "iterations"})
-    ok = df["status"].eq("ok")
+    extra = {"init_low": "low", "init_high": "high", "interval_kind": "kind", "knots_inside": "knots_inside"}
+    inputs = runs[["run_id", *[c for c in CELL if c != "iterations"], *extra]]
+    df = snapshots.merge(inputs, on="run_id").rename(columns={"iteration": "iterations", **extra})
+    ok = df["status"].ne("diverged")
+    fine = df["status"].eq("ok")
     df = df.assign(
         diverged=~ok,
+        collapsed=df["status"].eq("collapsed"),
         fail_ok=df["fail"].where(ok),
+        miss=df["fail"].where(fine),
         lip_ok=(df["lipschitz_ratio"] <= 1 + 1e-6).where(ok),
     )
-    g = df.groupby(CELL, sort=True)
+    g = df.groupby([*CELL, *extra.values(), "effective_time"], sort=True, dropna=False)
     out = g.size().rename("runs").to_frame()
     out["diverged"] = g["diverged"].sum().astype(int)
+    out["collapsed"] = g["collapsed"].sum().astype(int)
     out["fail_fraction"] = g["fail_ok"].mean()
+    out["miss_fraction"] = g["miss"].mean()
     out["lipschitz_ok_fraction"] = g["lip_ok"].mean()
     out["median_final_mse"] = g["final_mse"].median()
     out["median_kink_drift_spacings"] = g["kink_drift_spacings_median"].median()
+    out["median_live_bias_drift_spacings"] = g["live_bias_drift_spacings_median"].median()
+    out["median_live_kink_drift_spacings"] = g["live_kink_drift_spacings_median"].median()
+    out["median_knot_distance_spacings"] = g["knot_distance_spacings_median"].median()
     return out.reset_index()
 
 
@@ -145,6 +160,7 @@ def summary(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     out = g[cols].median().add_prefix("median_")
     out["runs"] = g.size()
     out["diverged"] = g["status"].apply(lambda s: int((s == "diverged").sum()))
+    out["collapsed"] = g["status"].apply(lambda s: int((s == "collapsed").sum()))
     out["fail_fraction"] = g["fail"].mean()
     return {
         "summary": out.reset_index(),
