@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.claims import NOT_SUPPORTED, SUPPORTED, evaluate_claim
+from pipeline.claims import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, evaluate_claim
 from pipeline.config import load_config
 from pipeline.edge import claims as ec
 from pipeline.edge import fractal as fr
@@ -201,6 +201,13 @@ def test_claim10_controls():
     assert parts(c10, {"edge/runs": runs_table(edge_ratio=1.01)})["b"] == NOT_SUPPORTED
     assert parts(c10, {"edge/runs": runs_table(edge_ratio=1 + 1e-9)})["b"] == SUPPORTED  # rounding
     assert parts(c10, {"edge/runs": runs_table(flow_ratio=0.8)})["c"] == NOT_SUPPORTED
+    # the same 128 rises among 160,000 steps: spread over 128 runs the share is below 0.001 with
+    # the whole interval; all in one run, the bootstrap over runs widens it past 0.001
+    spread, lumped = runs_table(), runs_table()
+    spread.loc[:127, "phi_increases"] = 1
+    lumped.loc[0, "phi_increases"] = 128
+    assert parts(c10, {"edge/runs": spread})["a"] == SUPPORTED
+    assert parts(c10, {"edge/runs": lumped})["a"] == INCONCLUSIVE
     # diverged runs are not counted in (a), unconverged ones not in (b, c)
     off = runs_table(rises=400).assign(status="diverged")
     assert parts(c10, {"edge/runs": off})["a"] == "not run"
