@@ -16,7 +16,7 @@ ARGS ?=
 
 SNAKEMAKE_ARGS := --cores $(CORES) $(if $(MNIST_DIR),--config mnist_dir=$(abspath $(MNIST_DIR))) $(ARGS)
 
-.PHONY: run test lint venv clean gpu-check results-readme
+.PHONY: run test lint venv clean gpu-check results-readme bench
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -39,6 +39,10 @@ lint: $(STAMP)
 # Copy a run's results/report/claims.md (what ran, and the claims table) into the README.
 results-readme: $(STAMP)
 	$(BIN)/python -m pipeline.report readme results/report/claims.md README.md
+
+# Every benchmark, one after the other (each writes bench/results/<name>.json); on a quiet machine.
+bench: $(STAMP)
+	for b in stability stepsize bias1d edge mnist; do $(BIN)/python bench/bench_$$b.py || exit 1; done
 
 gpu-check:
 	PYTHON=$(PYTHON) bash bench/gpu_check.sh

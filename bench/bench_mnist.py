@@ -12,6 +12,9 @@
 3. Evaluation (forward only, eval batch) in float32 and bfloat16.
 4. The batched model (one `baddbmm` per layer over the 20 networks) vs a `ModuleList` loop over
    20 per-network models with the same maths and optimiser: the ratio of step times.
+5. The step against its floor (`bf16_step_over_floor`, `fp32_step_over_floor`): the step's
+   matmuls (3 x the forward FLOPs) at the rate of a `bmm` of the layer's shape in the same
+   precision, plus one optimiser-and-projection pass over the parameters, all measured here.
 
 Timings alternate between the contenders, and medians are compared, so all see the same
 machine load (on a GPU each call ends with a synchronisation). The load average is recorded.
@@ -21,10 +24,8 @@ Usage: .venv/bin/python bench/bench_mnist.py [--reps 10] [--threads 2] [--device
 
 from __future__ import annotations
 
-import os
-
 import torch
-from common import alternate, parser, write_json
+from common import Conditions, alternate, parser, write_json
 from torch import nn
 
 from pipeline.config import load_config
@@ -142,6 +143,20 @@ def make_step(model, batch, device):
     return step
 
 
+def make_optimizer_pass(model, batch, device):
+    """One optimiser step and projection alone (gradients filled once beforehand): the
+    parameter-traffic term of the step's floor."""
+    step = make_step(model, batch, device)
+    step(update=False)
+    opt = make_optimizer(DEFAULT["optimizer"], [q for q in model.parameters() if q.grad is not None])
+
+    def run():
+        opt.step()
+        model.project()
+
+    return run
+
+
 def make_eval(model, batch, device):
     x = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(2)).to(device)
 
@@ -174,7 +189,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--no-loop", action="store_true", help="skip the ModuleList comparison")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    cond = Conditions(args.threads, args.reps)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32, as in the runs
@@ -196,6 +211,7 @@ def main(argv=None) -> dict:
             contenders[f"{p}_large"] = make_step(models[p], args.batch_large, device)
     for p in ("fp32", "bf16"):
         contenders[f"{p}_eval"] = make_eval(models[p], DEFAULT["eval_batch_size"], device)
+        contenders[f"{p}_optimizer_pass"] = make_optimizer_pass(models[p], batch, device)
     if not args.no_loop and device.type == "cpu":
         loop = LoopModel(make_model(ResidualPairs, cfg, "float32", device))
         contenders["loop"] = make_step(loop, batch, device)
@@ -206,9 +222,10 @@ def main(argv=None) -> dict:
     contenders["matmul_fp32"] = lambda: a @ a
     contenders["matmul_bf16"] = lambda: a16 @ a16
     contenders["bmm_bf16"] = lambda: torch.bmm(r16, v16)
-    load_before = os.getloadavg()
-    med = alternate({k: synced(f, device) for k, f in contenders.items()}, args.reps)
-    load_after = os.getloadavg()
+    r32, v32 = r16.float(), v16.float()
+    contenders["bmm_fp32"] = lambda: torch.bmm(r32, v32)
+    timings = alternate({k: synced(f, device) for k, f in contenders.items()}, args.reps)
+    med = {k: v.median for k, v in timings.items()}
 
     fwd_flops = models["fp32"].flops_per_image()  # network layers only (the conv is negligible)
     step_flops = 3 * fwd_flops * batch  # forward + 2x backward
@@ -216,11 +233,16 @@ def main(argv=None) -> dict:
     mm32 = 2 * args.matmul**3 / med["matmul_fp32"] / 1e9
     mm16 = 2 * args.matmul**3 / med["matmul_bf16"] / 1e9
     bmm16 = 2 * m * batch * n * n / med["bmm_bf16"] / 1e9
+    bmm32 = 2 * m * batch * n * n / med["bmm_fp32"] / 1e9
     peak16 = max(mm16, bmm16)
+    # the step's floor: its matmuls at the layer-shape bmm rate plus one optimiser-and-projection pass
+    floor = {
+        p: {"matmul_s": step_flops / rate / 1e9, "optimizer_pass_s": med[f"{p}_optimizer_pass"]}
+        for p, rate in (("fp32", bmm32), ("bf16", bmm16))
+    }
     out = {
         "device": str(device),
-        "threads": torch.get_num_threads(),
-        "load_average_1min": [load_before[0], load_after[0]],
+        "timings": {k: v.as_dict() for k, v in timings.items()},
         "batch": batch,
         "depth": args.depth,
         "n": n,
@@ -231,6 +253,10 @@ def main(argv=None) -> dict:
         "matmul_fp32_gflops": mm32,
         "matmul_bf16_gflops": mm16,
         "bmm_bf16_layer_shape_gflops": bmm16,
+        "bmm_fp32_layer_shape_gflops": bmm32,
+        "step_floor": floor,
+        "bf16_step_over_floor": med["bf16"] / sum(floor["bf16"].values()),
+        "fp32_step_over_floor": med["fp32"] / sum(floor["fp32"].values()),
         "bf16_peak_gflops": peak16,
         "bf16_step_share_of_bf16_peak": gf["bf16"] / peak16,
         "fp32_step_share_of_fp32_peak": gf["fp32"] / mm32,
@@ -257,10 +283,16 @@ def main(argv=None) -> dict:
 
     where = f"{device}, {torch.get_num_threads()} threads" if device.type == "cpu" else str(device)
     print(
-        f"training step (batch {batch}, L = {args.depth}, n = {n}, {m} networks, {where}; load "
-        f"{load_before[0]:.1f} -> {load_after[0]:.1f}): float32 {1e3 * med['fp32']:.0f} ms, "
-        f"bfloat16 {1e3 * med['bf16']:.0f} ms"
+        f"training step (batch {batch}, L = {args.depth}, n = {n}, {m} networks, {where}): "
+        f"float32 {1e3 * med['fp32']:.0f} ms, bfloat16 {1e3 * med['bf16']:.0f} ms"
     )
+    for p in ("bf16", "fp32"):
+        f = floor[p]
+        print(
+            f"  {p} step / floor ({1e3 * f['matmul_s']:.0f} ms of matmuls at the layer-shape bmm rate + "
+            f"{1e3 * f['optimizer_pass_s']:.0f} ms optimiser and projection): "
+            f"{out[f'{p}_step_over_floor']:.2f}"
+        )
     print(
         f"  bf16 / fp32 step time: {out['bf16_over_fp32_step_time']:.2f} "
         f"(speedup {out['bf16_speedup']:.2f}x; aim >= 3x)"
@@ -289,7 +321,7 @@ def main(argv=None) -> dict:
             f"batched vs ModuleList loop of 20 networks (fp32): {1e3 * med['loop']:.0f} ms"
             f" / {1e3 * med['fp32']:.0f} ms = {out['batched_vs_loop_speedup']:.2f}x (aim >= 1.5x)"
         )
-    write_json(args.json, out)
+    write_json(args.json, out, cond)
     return out
 
 

@@ -10,19 +10,20 @@
 3. The cost weights of config.yaml set beside measured times on a batch: one Hessian-vector
    product (after the graph is built) and one loss, each relative to one loss-and-gradient
    evaluation of the engine.
-Writes the numbers as JSON (--json). Cores shared with other work make the ratios noisy.
+4. The engine's hand-written loss and gradients (`pipeline.linear.network.loss_and_gradients`)
+   against autograd on the same leaf tensors and `torch.func.vmap(torch.func.grad)`.
+Contenders are interleaved; writes the numbers as JSON (--json) with the load they ran under.
 
-    .venv/bin/python bench/bench_stepsize.py [--runs 1000] [--reps 3] [--threads 1]
+    .venv/bin/python bench/bench_stepsize.py [--runs 1000] [--reps 5] [--threads 1]
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
 import torch
-from common import alternate, parser, write_json
+from common import Conditions, alternate, parser, speedups, write_json
 
 from pipeline.config import load_config
 from pipeline.linear import network, starts, theory
@@ -61,26 +62,72 @@ def mixed_scalar_batch(instances, L, factors, seed=0):
 
 
 def batched_vs_loop(batch, iterations, kw, loop_runs):
+    """Contenders: the batch as one program, and the same engine one run at a time on
+    `loop_runs` runs (scaled to the batch by the caller)."""
     R, chains, rules, d0, cap, start = batch
-    B = R.shape[0]
-    t0 = time.perf_counter()
-    ss.descend(R, chains, [1], rules, d0, cap, iterations, start=start, **kw)
-    batched = time.perf_counter() - t0
-    pick = np.linspace(0, B - 1, loop_runs).astype(int)
-    t0 = time.perf_counter()
-    for b in pick:
-        sl = slice(int(b), int(b) + 1)
-        ss.descend(R[sl], [[w[sl] for w in ws] for ws in chains], [1], rules[sl], d0[sl], cap[sl],
-                   iterations, start=start[sl], **kw)  # fmt: skip
-    loop = (time.perf_counter() - t0) * B / loop_runs
-    return batched, loop
+    pick = np.linspace(0, R.shape[0] - 1, loop_runs).astype(int)
+
+    def one_at_a_time():
+        for b in pick:
+            sl = slice(int(b), int(b) + 1)
+            ss.descend(R[sl], [[w[sl] for w in ws] for ws in chains], [1], rules[sl], d0[sl], cap[sl],
+                       iterations, start=start[sl], **kw)  # fmt: skip
+
+    return {
+        "engine": lambda: ss.descend(R, chains, [1], rules, d0, cap, iterations, start=start, **kw),
+        "loop": one_at_a_time,
+    }
 
 
-def cost_weights(runs, n, L, reps):
-    R, chains, *_ = curvature_batch(runs, n, L, seed=1)
+def gradient_peers(R, chains):
+    """The engine's loss and gradients (hand-written, bmm) against autograd on the same [B, n, n]
+    leaf tensors and `torch.func.vmap(torch.func.grad)` of one run's loss."""
+    leaves = [w.clone().requires_grad_(True) for w in chains[0]]
+
+    def autograd():
+        return torch.autograd.grad(network.loss(R, [leaves], [1]).sum(), leaves)
+
+    def one_loss(ws, r):
+        return network.loss(r[None], [[w[None] for w in ws]], [1]).sum()
+
+    vgrad = torch.func.vmap(torch.func.grad(one_loss))
+    return {
+        "engine": lambda: network.loss_and_gradients(R, chains, [1]),
+        "autograd": autograd,
+        "vmap_grad": lambda: vgrad(chains[0], R),
+    }
+
+
+def main():
+    p = parser("bench_stepsize", __doc__, reps=5, threads=1)
+    p.add_argument("--runs", type=int, default=1000)
+    p.add_argument("--loop-runs", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=200)
+    a = p.parse_args()
+    cond = Conditions(a.threads, a.reps)
+    cfg = load_config()["stepsize"]
+    kw = {"monitoring": replace(Monitoring.from_config(cfg), tol=0.0), "rules": rule_settings(cfg)}
+    n, L = 10, 4
+    out = {"runs": a.runs, "iterations": a.iterations, "loop_runs": a.loop_runs}
+    curv = curvature_batch(a.runs, n, L)
+    instances = max(1, a.runs // (1 + 4 * len(cfg["factors"])))
+    mix = mixed_scalar_batch(instances, 16, cfg["factors"])
+    for name, batch, extra in (
+        ("curvature_matrix", curv, {"n": n, "depth": L}),
+        ("mixed_scalar", mix, {"depth": 16}),
+    ):
+        B = batch[0].shape[0]
+        t = alternate(batched_vs_loop(batch, a.iterations, kw, a.loop_runs), a.reps)
+        seconds = {"engine": t["engine"].median, "loop": t["loop"].median * B / a.loop_runs}
+        out[name] = {**extra, "runs": B, "timings": {k: v.as_dict() for k, v in t.items()},
+                     "seconds_for_all_runs": seconds, **speedups(seconds, "engine")}  # fmt: skip
+    R, chains, *_ = curvature_batch(a.runs, n, L, seed=1)
     chains = [[w + 0.1 for w in chains[0]]]
+    t = alternate(gradient_peers(R, chains), max(15, a.reps))
+    out["gradient"] = {"n": n, "depth": L, "timings": {k: v.as_dict() for k, v in t.items()},
+                       **speedups({k: v.median for k, v in t.items()}, "engine")}  # fmt: skip
     hvp, D = network.hessian_vector_product(R, chains, [1])
-    v = torch.randn(runs, D, dtype=torch.float64)
+    v = torch.randn(a.runs, D, dtype=torch.float64)
     t = alternate(
         {
             "grad": lambda: network.loss_and_gradients(R, chains, [1]),
@@ -88,57 +135,31 @@ def cost_weights(runs, n, L, reps):
             "hvp_with_graph": lambda: network.hessian_vector_product(R, chains, [1])[0](v),
             "loss": lambda: network.loss(R, chains, [1]),
         },
-        reps,
+        max(15, a.reps),
     )
-    return {k: t[k] / t["grad"] for k in ("hvp", "hvp_with_graph", "loss")}
-
-
-def main():
-    p = parser("bench_stepsize", __doc__, reps=3, threads=1)
-    p.add_argument("--runs", type=int, default=1000)
-    p.add_argument("--loop-runs", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=200)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    cfg = load_config()["stepsize"]
-    kw = {"monitoring": replace(Monitoring.from_config(cfg), tol=0.0), "rules": rule_settings(cfg)}
-    n, L = 10, 4
-    res = [
-        batched_vs_loop(curvature_batch(a.runs, n, L), a.iterations, kw, a.loop_runs) for _ in range(a.reps)
-    ]
-    cv_batched, cv_loop = min(r[0] for r in res), min(r[1] for r in res)
-    instances = max(1, a.runs // (1 + 4 * len(cfg["factors"])))
-    mix = mixed_scalar_batch(instances, 16, cfg["factors"])
-    res = [batched_vs_loop(mix, a.iterations, kw, a.loop_runs) for _ in range(a.reps)]
-    mx_batched, mx_loop = min(r[0] for r in res), min(r[1] for r in res)
-    weights = cost_weights(a.runs, n, L, max(15, a.reps))
-    out = {
-        "runs": a.runs,
-        "iterations": a.iterations,
-        "curvature_matrix": {"n": n, "depth": L, "batched_s": cv_batched, "loop_s_scaled": cv_loop,
-                             "speedup": cv_loop / cv_batched},
-        "mixed_scalar": {"depth": 16, "runs": int(mix[0].shape[0]), "batched_s": mx_batched,
-                         "loop_s_scaled": mx_loop, "speedup": mx_loop / mx_batched},
-        "measured_time_over_gradient": weights,
-        "declared_weights": dict(cfg["cost"]),
-        "threads": torch.get_num_threads(),
-    }  # fmt: skip
-    cm, ms = out["curvature_matrix"], out["mixed_scalar"]
-    print(f"curvature step, {a.runs} runs, n = {n}, L = {L}, {a.iterations} iterations:")
-    print(f"  batched {cv_batched:.2f} s; one run at a time (scaled from {a.loop_runs}): {cv_loop:.1f} s")
-    print(f"  speed-up of the batch over the per-run loop: {cm['speedup']:.0f}x")
+    out["measured_time_over_gradient"] = {
+        k: t[k].median / t["grad"].median for k in ("hvp", "hvp_with_graph", "loss")
+    }
+    out["declared_weights"] = dict(cfg["cost"])
+    for name in ("curvature_matrix", "mixed_scalar"):
+        r, sec = out[name], out[name]["seconds_for_all_runs"]
+        print(
+            f"{name} ({r['runs']} runs, {a.iterations} iterations): batched {sec['engine']:.2f} s, "
+            f"one run at a time (scaled from {a.loop_runs}) {sec['loop']:.1f} s: "
+            f"{r['speedup_vs_peer_loop']:.0f}x"
+        )
+    g = out["gradient"]
     print(
-        f"all rules, {ms['runs']} scalar runs, L = 16: batched {mx_batched:.2f} s, "
-        f"one at a time {mx_loop:.1f} s"
+        f"loss and gradients (n = {n}, L = {L}, {a.runs} runs): engine over autograd "
+        f"{g['speedup_vs_peer_autograd']:.2f}x, over vmap(grad) {g['speedup_vs_peer_vmap_grad']:.2f}x"
     )
-    print(f"  speed-up: {ms['speedup']:.0f}x")
-    w = weights
+    w = out["measured_time_over_gradient"]
     print(
         f"time / loss-and-gradient: HVP {w['hvp']:.2f} (with its graph {w['hvp_with_graph']:.2f}), "
         f"loss {w['loss']:.2f}; declared weights: HVP {cfg['cost']['hvp_weight']}, "
         f"loss {cfg['cost']['loss_weight']}"
     )
-    write_json(a.json, out)
+    write_json(a.json, out, cond)
 
 
 if __name__ == "__main__":
