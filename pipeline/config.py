@@ -8,7 +8,7 @@ the grid has, ...).
 
 Rules pass config to their jobs through `params`, which Snakemake compares with the last run
 to decide what to re-run. `numbers` gives the slice of a block that can change a result:
-without the keys of `RUNTIME_KEYS` (threads, GPUs, where the data come from), and with its
+without the runtime keys (threads, GPUs, where the data come from), and with its
 mappings in sorted key order, so that the same values merged from config files in another
 order compare equal.
 """
@@ -30,20 +30,18 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 # Keys that change no number of any table or figure: they are kept out of every rule's params
 # (jobs read them from `snakemake.config` or get them as threads / resources), so changing
-# them re-runs nothing.
-RUNTIME_KEYS = frozenset(
-    {
-        "mnist_dir",
-        "data.mirrors",
-        "data.timeout_s",
-        "stability.threads",
-        "bias1d.threads",
-        "stepsize.threads",
-        "edge.threads",
-        "mnist.threads",
-        "mnist.gpu",
+# them re-runs nothing. Besides these, the keys STUDY_RUNTIME_KEYS of every top-level block
+# (`<study>.threads`, `<study>.gpu`): see `runtime_keys`.
+RUNTIME_KEYS = frozenset({"mnist_dir", "data.mirrors", "data.timeout_s"})
+STUDY_RUNTIME_KEYS = ("threads", "gpu")
+
+
+def runtime_keys(config: Mapping) -> frozenset[str]:
+    """Every runtime key of `config`: RUNTIME_KEYS and each block's STUDY_RUNTIME_KEYS."""
+    blocks = {
+        f"{b}.{k}" for b, v in config.items() if isinstance(v, Mapping) for k in STUDY_RUNTIME_KEYS if k in v
     }
-)
+    return RUNTIME_KEYS | blocks
 
 
 # ------------------------------------------------------------------ loading, validating ---
@@ -135,7 +133,7 @@ def numbers(config: Mapping, path: str, drop: Iterable[str] = ()) -> dict:
     block = config
     for part in path.split("."):
         block = block[part]
-    skip = set(drop) | {k[len(path) + 1 :] for k in RUNTIME_KEYS if k.startswith(path + ".")}
+    skip = set(drop) | {k[len(path) + 1 :] for k in runtime_keys(config) if k.startswith(path + ".")}
     return canonical({k: v for k, v in block.items() if k not in skip})
 
 
@@ -157,11 +155,10 @@ def mnist_part(config: Mapping, part: str) -> dict:
 
 
 def without_runtime_keys(config: Mapping) -> dict:
-    """The whole config without the keys of RUNTIME_KEYS (what the results depend on)."""
+    """The whole config without its runtime keys (what the results depend on)."""
+    runtime = runtime_keys(config)
     return {
-        k: numbers(config, k) if isinstance(v, Mapping) else v
-        for k, v in config.items()
-        if k not in RUNTIME_KEYS
+        k: numbers(config, k) if isinstance(v, Mapping) else v for k, v in config.items() if k not in runtime
     }
 
 
@@ -417,6 +414,11 @@ def check_mnist_claims(config: Mapping) -> None:
 
 def check_relations(config: Mapping) -> None:
     """Every rule between config keys that the schema cannot express; raises `UserError`."""
+    from pipeline.studies import STUDIES  # the registry imports this module
+
+    if config["studies"] is not None:
+        for name in config["studies"]:
+            _member("studies", name, [s.name for s in STUDIES], "a registered study")
     check_stability(config)
     check_bias1d(config)
     check_mnist(config)

@@ -109,6 +109,8 @@ class Study:
 
     # ------------------------------------------------------------------ what a config runs --
     def jobs(self, config: Mapping, kind: ShardKind | None = None) -> list[dict]:
+        if config.get("studies") is not None and self.name not in config["studies"]:
+            return []
         kinds = self.kinds if kind is None else [kind]
         return [job for k in kinds for job in k.jobs(config)]
 

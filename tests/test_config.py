@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from pipeline.config import RUNTIME_KEYS, canonical, load_config, mnist_part, mnist_parts, numbers, validate
+from pipeline.config import canonical, load_config, mnist_part, mnist_parts, numbers, runtime_keys, validate
 from pipeline.errors import UserError
 from tests.helpers import REPO, dry_run, snakemake
 
@@ -119,7 +119,8 @@ def test_params_slices_leave_out_runtime_keys_and_ignore_key_order():
     config = load_config()
     assert "threads" not in numbers(config, "mnist") and "gpu" not in numbers(config, "mnist")
     assert "threads" not in numbers(config, "bias1d") and "threads" not in numbers(config, "stability")
-    assert {k.split(".")[0] for k in RUNTIME_KEYS} <= set(config)
+    assert {k.split(".")[0] for k in runtime_keys(config)} <= set(config)
+    assert {"mnist.gpu", "mnist.threads", "edge.threads"} <= runtime_keys(config)
     shuffled = copy.deepcopy(config)
     shuffled["mnist"] = dict(reversed(list(shuffled["mnist"].items())))
     assert repr(numbers(shuffled, "mnist")) == repr(numbers(config, "mnist"))
@@ -138,3 +139,13 @@ def test_default_profile_is_in_effect(workflow_copy):
 
     assert re.search(block, with_profile), with_profile[-3000:]
     assert not re.search(block, without)
+
+
+def test_the_studies_key_runs_the_named_studies_only_and_names_must_be_registered():
+    from pipeline import studies
+
+    config = load_config({"studies": ["mnist"]})
+    assert [s.name for s in studies.STUDIES if s.enabled(config)] == ["mnist"]
+    assert all(s.enabled(load_config()) for s in studies.STUDIES)
+    with pytest.raises(UserError, match="studies = 'nope' is not a registered study"):
+        load_config({"studies": ["nope"]})
