@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
+from importlib import import_module
 from pathlib import Path
 
 import yaml
@@ -165,251 +166,25 @@ def without_runtime_keys(config: Mapping) -> dict:
 # ------------------------------------------------------------------ rules between keys ----
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
     raise UserError(message)
 
 
-def _ordered(key: str, low: float, high: float, strict: bool = False) -> None:
+def ordered(key: str, low: float, high: float, strict: bool = False) -> None:
     if low > high or (strict and low == high):
         word = "below" if strict else "at most"
-        _fail(f"Config key {key}: low ({low}) must be {word} high ({high}); swap or fix them.")
+        fail(f"Config key {key}: low ({low}) must be {word} high ({high}); swap or fix them.")
 
 
-def _unique(key: str, names: list[str]) -> None:
+def unique(key: str, names: list[str]) -> None:
     if len(set(names)) != len(names):
-        _fail(f"Config key {key} repeats a name ({', '.join(names)}); give each entry its own name.")
+        fail(f"Config key {key} repeats a name ({', '.join(names)}); give each entry its own name.")
 
 
-def _member(key: str, value, allowed, what: str) -> None:
+def member(key: str, value, allowed, what: str) -> None:
     if value not in allowed:
         listed = ", ".join(map(str, allowed))
-        _fail(f"Config key {key} = {value!r} is not {what} ({listed}); choose one of them.")
-
-
-def check_stability(config: Mapping) -> None:
-    st = config["stability"]
-    sc = st["scalar"]
-    if sc["delta_num"] > 0:
-        _ordered("stability.scalar.delta_min/delta_max", sc["delta_min"], sc["delta_max"])
-    if sc["delta_num"] == 0 and not sc["delta_factors"]:
-        _fail(
-            "Config keys stability.scalar.delta_num = 0 and delta_factors = [] leave no step size; set one."
-        )
-    _ordered("stability.depth.eig_low/eig_high", st["depth"]["eig_low"], st["depth"]["eig_high"])
-    svd = st["single_vs_double"]
-    _unique("stability.single_vs_double.regimes", [r["name"] for r in svd["regimes"]])
-    for reg in svd["regimes"]:
-        _ordered(f"stability.single_vs_double.regimes ({reg['name']})", reg["low"], reg["high"])
-    if not svd["deltas"] and not svd["delta_rel"]:
-        _fail("Config keys stability.single_vs_double.deltas and delta_rel are both empty; set a step.")
-    typical = config["figures"]["stability"]["typical"]
-    if st["enabled"] and svd["enabled"]:
-        key = "figures.stability.typical"
-        _member(f"{key}.regime", typical["regime"], [r["name"] for r in svd["regimes"]], "a regime run")
-        _member(f"{key}.depth", typical["depth"], svd["depths"], "a depth of stability.single_vs_double")
-        _member(f"{key}.delta_rel", typical["delta_rel"], svd["delta_rel"], "a relative step run")
-        _member(f"{key}.seed", typical["seed"], list(range(svd["seeds"])), "a seed run")
-
-
-def check_bias1d(config: Mapping) -> None:
-    b = config["bias1d"]
-    _ordered("bias1d.data", b["data"]["low"], b["data"]["high"], strict=True)
-    _unique("bias1d.intervals", [iv["name"] for iv in b["intervals"]])
-    for iv in b["intervals"]:
-        _ordered(f"bias1d.intervals ({iv['name']})", iv["low"], iv["high"], strict=True)
-    _ordered("bias1d.weight_init", b["weight_init"]["low"], b["weight_init"]["high"], strict=True)
-    kx, ky = b["piecewise"]["knots_x"], b["piecewise"]["knots_y"]
-    if len(kx) != len(ky):
-        _fail(
-            f"Config keys bias1d.piecewise.knots_x ({len(kx)} values) and knots_y ({len(ky)} values) "
-            "must have the same length."
-        )
-    if any(x1 <= x0 for x0, x1 in zip(kx, kx[1:], strict=False)):
-        _fail(f"Config key bias1d.piecewise.knots_x must be strictly increasing (got {kx}).")
-    fig = config["figures"]["bias1d"]
-    names = [iv["name"] for iv in b["intervals"]]
-    if b["enabled"]:
-        seeds = [b["seed_offset"] + k for k in range(b["seeds"])]
-        _member("figures.bias1d.seed", fig["seed"], seeds, "a seed of the bias1d runs")
-        if fig["depth"] is not None:
-            _member("figures.bias1d.depth", fig["depth"], b["depths"], "a depth of bias1d.depths")
-        for name in fig["intervals"]:
-            _member("figures.bias1d.intervals", name, names, "an interval of bias1d.intervals")
-        _member("figures.bias1d.momentum", fig["momentum"], b["optimizer"]["momenta"], "a momentum run")
-    extra = b["primary_seeds"]
-    if b["enabled"]:
-        for key, values, what in (
-            ("targets", b["targets"], "a target of bias1d.targets"),
-            ("depths", b["depths"], "a depth of bias1d.depths"),
-            ("momenta", b["optimizer"]["momenta"], "a momentum of bias1d.optimizer.momenta"),
-            ("intervals", names, "an interval of bias1d.intervals"),
-        ):
-            for value in extra[key]:
-                _member(f"bias1d.primary_seeds.{key}", value, values, what)
-        if extra["seeds"] < b["seeds"]:
-            _fail(
-                f"Config key bias1d.primary_seeds.seeds = {extra['seeds']} is below bias1d.seeds = "
-                f"{b['seeds']}; it counts the seeds of those runs in all, so give at least that many."
-            )
-    up = b["updates"]
-    if b["enabled"] and up["enabled"]:
-        for depth in up["depths"]:
-            _member("bias1d.updates.depths", depth, b["depths"], "a depth of bias1d.depths")
-        for target in up["targets"]:
-            _member("bias1d.updates.targets", target, b["targets"], "a target of bias1d.targets")
-        for name in up["intervals"]:
-            _member("bias1d.updates.intervals", name, names, "an interval of bias1d.intervals")
-        _member(
-            "figures.bias1d.updates_interval",
-            fig["updates_interval"],
-            up["intervals"],
-            "an interval of bias1d.updates.intervals",
-        )
-
-
-def check_mnist(config: Mapping) -> None:
-    m = config["mnist"]
-    conv = m["conv"]
-    side = 28 + 2 * conv["padding"] - conv["size"] + 1
-    if side < conv["pool"]:
-        _fail(
-            f"Config key mnist.conv: the convolution (size {conv['size']}, padding {conv['padding']}) "
-            f"leaves {side}x{side} pixels, fewer than one max-pool window of {conv['pool']}; "
-            "lower mnist.conv.pool or size."
-        )
-    _ordered("mnist.init.bias_low/bias_high", m["init"]["bias_low"], m["init"]["bias_high"])
-    parts = mnist_parts(config)
-    if m["enabled"] and not parts:
-        _fail(
-            "Config key mnist.parts sets every part to null, so nothing is run; give a part or set "
-            "mnist.enabled to false."
-        )
-    drift_epoch = config["figures"]["mnist"]["drift_epoch"]
-    for name, part in parts.items():
-        epochs = part.get("epochs", m["epochs"])
-        if drift_epoch > epochs:
-            _fail(
-                f"Config key figures.mnist.drift_epoch = {drift_epoch} is after the last epoch of "
-                f"the MNIST part {name} ({epochs})."
-            )
-
-
-def check_stepsize(config: Mapping) -> None:
-    s = config["stepsize"]
-    if "fixed" not in s["rules"]:
-        _fail(
-            "Config key stepsize.rules must include fixed: every other rule is compared with the "
-            "best fixed step."
-        )
-    if any(b <= a for a, b in zip(s["factors"], s["factors"][1:], strict=False)):
-        _fail(f"Config key stepsize.factors must be strictly increasing (got {s['factors']}).")
-    families = s["matrix"]["families"]
-    _unique("stepsize.matrix.families", [f["name"] for f in families])
-    for fam in families:
-        _ordered(f"stepsize.matrix.families ({fam['name']})", fam["low"], fam["high"])
-    if s["enabled"]:
-        ref = config["figures"]["stepsize"]["reference_factor"]
-        _member("figures.stepsize.reference_factor", ref, s["factors"], "a factor of stepsize.factors")
-
-
-def check_edge(config: Mapping) -> None:
-    e = config["edge"]
-    sc, mp = e["scalar"], e["maps"]
-    if e["tol_window"] > sc["iterations"] + 1:
-        _fail(
-            f"Config key edge.tol_window = {e['tol_window']} is longer than a scalar run "
-            f"(edge.scalar.iterations + 1 = {sc['iterations'] + 1}); shorten it."
-        )
-    if e["matrix"]["every"] > e["matrix"]["iterations"]:
-        _fail("Config key edge.matrix.every must be at most edge.matrix.iterations.")
-    _ordered("edge.matrix.eig_low/eig_high", e["matrix"]["eig_low"], e["matrix"]["eig_high"])
-    sizes = sorted(mp["box_sizes"])
-    if any(sizes[-1] % k for k in sizes):
-        _fail(f"Config key edge.maps.box_sizes: every size must divide the largest ({sizes}).")
-    if sizes[-1] > mp["resolution"]:
-        _fail(
-            f"Config key edge.maps.box_sizes: the largest box ({sizes[-1]}) exceeds the map's "
-            f"resolution ({mp['resolution']})."
-        )
-    for key in ("delta_factor", "a"):
-        low, high = mp["delta_a"][key]
-        _ordered(f"edge.maps.delta_a.{key}", low, high, strict=True)
-    th = config["report"]["claims"]
-    if e["enabled"] and mp["enabled"]:
-        run = [m for m in ("delta_a", "w1_w2") if mp[m]["enabled"] and mp[m]["depths"]]
-        _member("report.claims.claim11_map", th["claim11_map"], run, "a map that is run")
-    typical = config["figures"]["edge"]["typical"]
-    if e["enabled"] and sc["enabled"] and sc["depths"]:
-        key = "figures.edge.typical"
-        _member(f"{key}.depth", typical["depth"], sc["depths"], "a depth of edge.scalar.depths")
-        _member(f"{key}.init", typical["init"], sc["inits"], "a start of edge.scalar.inits")
-        _member(f"{key}.target", typical["target"], sc["targets"], "a target of edge.scalar.targets")
-        _member(
-            f"{key}.data_scale",
-            typical["data_scale"],
-            sc["data_scales"],
-            "a scale of edge.scalar.data_scales",
-        )
-        seeds = list(range(min(sc["seeds"], sc["trace_seeds"])))
-        _member(
-            f"{key}.seed", typical["seed"], seeds, "a seed whose traces are kept (edge.scalar.trace_seeds)"
-        )
-
-
-def check_claims(config: Mapping) -> None:
-    """The primary settings of the claims must be settings that are run."""
-    th = config["report"]["claims"]
-    st = config["stability"]
-    if st["enabled"] and st["depth"]["enabled"]:
-        _member(
-            "report.claims.claim3_delta",
-            th["claim3_delta"],
-            st["depth"]["deltas"],
-            "a step of stability.depth.deltas",
-        )
-    if st["enabled"] and st["single_vs_double"]["enabled"]:
-        regimes = [r["name"] for r in st["single_vs_double"]["regimes"]]
-        for key in ("claim4_speed_regime", "claim4_stall_regime"):
-            _member(f"report.claims.{key}", th[key], regimes, "a regime of stability.single_vs_double")
-    b = config["bias1d"]
-    if b["enabled"]:
-        its = b["optimizer"]["iterations"]
-        budgets = sorted({s for s in b["snapshots"] if s <= its} | {its})
-        _member(
-            "report.claims.bias1d_target", th["bias1d_target"], b["targets"], "a target of bias1d.targets"
-        )
-        _member("report.claims.bias1d_depth", th["bias1d_depth"], b["depths"], "a depth of bias1d.depths")
-        _member(
-            "report.claims.bias1d_momentum",
-            th["bias1d_momentum"],
-            b["optimizer"]["momenta"],
-            "a momentum run",
-        )
-        _member("report.claims.bias1d_iterations", th["bias1d_iterations"], budgets, "a measured iteration")
-        widest = max(b["intervals"], key=lambda iv: iv["high"] - iv["low"])["name"]
-        narrow = [iv["name"] for iv in b["intervals"] if iv["name"] != widest]
-        _member(
-            "report.claims.bias1d_narrow", th["bias1d_narrow"], narrow, "an interval narrower than the widest"
-        )
-        up = b["updates"]
-        if up["enabled"]:
-            what = "a value of bias1d.updates.{} (claim 9 is judged there)"
-            _member("report.claims.claim9_depth", th["claim9_depth"], up["depths"], what.format("depths"))
-            for key, values in (("target", "targets"), ("momentum", "momenta"), ("narrow", "intervals")):
-                _member(f"report.claims.bias1d_{key}", th[f"bias1d_{key}"], up[values], what.format(values))
-
-
-def check_mnist_claims(config: Mapping) -> None:
-    """Claim 7 is judged on one MNIST part, which must run the model (without its baseline,
-    claim 7 b is not run)."""
-    parts = mnist_parts(config)
-    if not parts:
-        return
-    th = config["report"]["claims"]
-    _member("report.claims.mnist_part", th["mnist_part"], list(parts), "an MNIST part that is run")
-    part = th["mnist_part"]
-    what = f"a variant of the MNIST part {part}"
-    _member("report.claims.mnist_variant", th["mnist_variant"], parts[part]["variants"], what)
+        fail(f"Config key {key} = {value!r} is not {what} ({listed}); choose one of them.")
 
 
 def check_relations(config: Mapping) -> None:
@@ -418,11 +193,6 @@ def check_relations(config: Mapping) -> None:
 
     if config["studies"] is not None:
         for name in config["studies"]:
-            _member("studies", name, [s.name for s in STUDIES], "a registered study")
-    check_stability(config)
-    check_bias1d(config)
-    check_mnist(config)
-    check_stepsize(config)
-    check_edge(config)
-    check_claims(config)
-    check_mnist_claims(config)
+            member("studies", name, [s.name for s in STUDIES], "a registered study")
+    for study in STUDIES:  # each study's own rules: pipeline/<name>/checks.py
+        import_module(study.module("checks")).check(config)

@@ -3,7 +3,8 @@ inputs, cleaning, cluster resources, tests) is derived from `STUDIES`.
 
 A study `name` has its config block `name:`, its subpackage `pipeline/<name>/` with the same
 modules in every study (`model` engine, `study` with `run_shard(cfg, shard) -> tables`,
-`summary` with `summary(tables)`, `figures`, `claims`), its rule file
+`summary` with `summary(tables)`, `figures`, `claims`, `checks` with `check(config)`, the rules
+between its config keys), its rule file
 `workflow/rules/<name>.smk` (rules `<name>_shard -> <name>_aggregate -> <name>_figure`) and its
 figure captions `workflow/report/<name>_<figure>.rst`. Its files under `results/<name>/`:
 
@@ -168,7 +169,7 @@ class Study:
 
     # ------------------------------------------------------------------ code a job runs -----
     def module(self, job: str) -> str:
-        """The library module a job of this study runs: study, summary, figures or claims."""
+        """The library module of this study for a job: study, summary, figures, claims or checks."""
         return f"pipeline.{self.name}.{job}"
 
 

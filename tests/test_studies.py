@@ -19,7 +19,7 @@ from pipeline.config import load_config, runtime_keys
 from pipeline.shard import Shard
 from tests.helpers import REPO
 
-MODULES = ("model", "study", "summary", "figures", "claims")
+MODULES = ("model", "study", "summary", "figures", "claims", "checks")
 STUDIES = [s.name for s in studies.STUDIES]
 
 
