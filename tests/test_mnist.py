@@ -44,6 +44,8 @@ TINY = small_config(
             # exact comparisons need float32 (the default is bfloat16); the precision tests
             # set bfloat16 themselves
             "precision": "float32",
+            # eager by default (each compile costs seconds); the compile tests switch it on
+            "compile": False,
             "epochs": 3,
             "batch_size": 32,
             "eval_batch_size": 100,
@@ -190,6 +192,51 @@ def test_checkpoint_of_other_settings_is_not_resumed(synthetic, tmp_path):
     # other settings (lr) must not pick up that checkpoint
     other = _train(tiny(epochs=1, optimizer__lr=1e-3), synthetic, ck).metrics
     assert other["train_loss"].iloc[0] != first["train_loss"].iloc[0]
+
+
+# ---------------------------------------------------------------------- torch.compile ---------
+@pytest.mark.parametrize(("precision", "tol"), [("float32", 1e-5), ("bfloat16", 1e-2)])
+def test_a_compiled_training_step_computes_the_eager_step_up_to_rounding(precision, tol):
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(32, 1, 28, 28, generator=g), torch.randint(0, 10, (32,), generator=g)
+    out = {}
+    for compiled in (False, True):
+        m = ResidualPairs(tiny(precision=precision), "pair", torch.Generator().manual_seed(0))
+        m.project()
+        if compiled:
+            m.compile_training()
+        scores = m(x)
+        loss_fn(scores, y, "mse").backward()
+        out[compiled] = (scores.detach(), [q.grad.detach().clone() for q in m.parameters()])
+        with torch.no_grad():  # evaluation stays eager: the same numbers exactly
+            assert torch.equal(m(x), m.scores_from_features(m.features(x)))
+    assert m._compiled is not None  # it really ran compiled
+    assert float((out[True][0] - out[False][0]).norm() / out[False][0].norm()) < tol
+    assert _rel(out[False][1], out[True][1]) < tol
+
+
+def test_a_failing_compiler_is_one_line_in_the_log_and_training_goes_on_eagerly(monkeypatch):
+    def broken(fn, **kw):
+        def run(*a):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    log = io.StringIO()
+    m = ResidualPairs(tiny(), "pair", torch.Generator().manual_seed(0))
+    m.compile_training(log)
+    x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(m(x), m.scores_from_features(m.features(x)))
+    assert log.getvalue().count("\n") == 1 and "torch.compile failed (RuntimeError" in log.getvalue()
+    assert m._compiled is None  # and it is not tried again
+
+
+def test_compiled_training_is_deterministic(synthetic, tmp_path):
+    cfg = tiny(epochs=1, compile=True)
+    a = _train(cfg, synthetic, tmp_path / "a").metrics
+    b = _train(cfg, synthetic, tmp_path / "b").metrics
+    pd.testing.assert_frame_equal(a[NUMBERS], b[NUMBERS])
 
 
 # ---------------------------------------------------------------------- precision -------------

@@ -106,6 +106,8 @@ class ResidualPairs(nn.Module):
         self.residual = is_residual(variant)
         self.compute_dtype = compute_dtype(cfg["precision"])
         self._frozen: list[torch.Tensor] | None = None  # low-precision V during `frozen()`
+        self._compiled = None  # `scores_from_features` under torch.compile, for training steps
+        self._compile_log = None
         g = generator
 
         def uniform(shape, low, high):
@@ -193,8 +195,32 @@ class ResidualPairs(nn.Module):
         return y + self.c
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Class scores s [B, 10]."""
-        return self.scores_from_features(self.features(images))
+        """Class scores s [B, 10]; with gradients and after `compile_training`, the networks
+        run compiled."""
+        x = self.features(images)
+        if self._compiled is not None and torch.is_grad_enabled():
+            return self._compiled_scores(x)
+        return self.scores_from_features(x)
+
+    def compile_training(self, log=None) -> None:
+        """Run the networks of training steps under `torch.compile` (the inductor backend fuses
+        the elementwise work of each residual layer with its casts; evaluation stays eager).
+        Where compiling fails (no C++ compiler, an unsupported backend), the first training
+        step says so in one line on `log` and the model goes on eagerly."""
+        self._compiled = torch.compile(self.scores_from_features, dynamic=False)
+        self._compile_log = log
+
+    def _compiled_scores(self, x: torch.Tensor) -> torch.Tensor:
+        if self._compile_log is None:  # compiled before: errors are real errors
+            return self._compiled(x)
+        log, self._compile_log = self._compile_log, None
+        try:
+            return self._compiled(x)
+        except Exception as err:  # noqa: BLE001 (any compiler failure: fall back, say so)
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            print(f"torch.compile failed ({type(err).__name__}: {first}); training eagerly", file=log)
+            self._compiled = None
+            return self.scores_from_features(x)
 
     # ------------------------------------------------------------------ constraints ------
     @torch.no_grad()

@@ -240,6 +240,8 @@ def train(
     model = ResidualPairs(cfg, variant, generator("mnist", "init", seed))  # on CPU: the same on any device
     model.project()
     model.to(device)
+    if cfg["compile"]:
+        model.compile_training(log)
     init = init_state(model)
     optimizer = make_optimizer(opt_cfg, model.parameters())
     perm_gen = torch.Generator(device=device).manual_seed(derive_seed("mnist", "batches", seed))
