@@ -79,7 +79,7 @@ def test_polyak_step_is_loss_over_squared_gradient_norm_and_capped():
 def test_curvature_step_is_sigma_two_over_the_largest_hessian_eigenvalue():
     # L = 2 at (1, 2), r = 1: H = [[w2^2, 2P - r], [2P - r, w1^2]] = [[4, 3], [3, 1]]
     lam = (5 + math.sqrt(45)) / 2
-    rules = ss.RuleSettings(sigma=0.5, every=10, iters=3, first_iters=8)
+    rules = ss.RuleSettings(sigma=0.5, iters=3, first_iters=8)
     res = one_run("curvature", [1.0, 2.0], 1.0, cap=1e6, rules=rules)
     assert steps_taken(res, 0) == pytest.approx(2 * 0.5 / lam, rel=1e-10)
     assert res.hvps[0] == 2  # the Krylov space of a 2 x 2 Hessian is exhausted after 2 steps
@@ -216,11 +216,18 @@ def test_same_shard_twice_gives_identical_tables_with_the_columns_of_the_docs():
             "study", "run_id", "instance", "seed", "problem", "network", "depth", "n", "init", "rule",
             "delta_factor", "delta0", "delta_ref", "iterations", "status", "final_loss", "steps_to_tol",
             "grads", "hvps", "loss_evals", "cost", "last_step", "sharpness", "edge", "reachable",
-            "oracle_cost", "cost_ratio",
+            "oracle_cost", "cost_ratio", "setting", "refresh_every", "start_loss", "peak_loss",
+            "oracle_grads", "prior_cost", "prior_ratio",
         ):  # fmt: skip
             assert col in runs, col
         curv = runs[runs["rule"] == "curvature"]
-        assert curv["delta0"].isna().all() and len(curv) == runs["instance"].nunique()
+        instances, refresh = runs["instance"].nunique(), cfg["curvature"]["refresh_every"]
+        assert curv["delta0"].isna().all() and len(curv) == instances * len(refresh)
+        assert sorted(curv["refresh_every"].unique()) == sorted(refresh)
+        assert (runs.loc[runs["rule"] != "curvature", "refresh_every"] == 0).all()
+        published = runs[runs["setting"] == "published"]
+        assert len(published) == instances * len(cfg["published"]["rules"])
+        assert (runs["peak_loss"] >= runs["start_loss"]).all()  # the start counts
         assert (runs.loc[runs["rule"] == "fixed", "hvps"] == 0).all()
         assert set(a["curves"]["run_id"]) <= set(runs["run_id"])
     basins = run_shard(shard_cfg(basin={"points": 5, "iterations": 50}), shard("basin", 2))["basins"]
@@ -234,34 +241,22 @@ def test_huge_steps_give_diverged_rows_not_a_crash():
     fixed = runs[runs["rule"] == "fixed"]
     assert (fixed["status"] == "diverged").all() and fixed["sharpness"].isna().all()
     assert not runs["reachable"].any() and runs["cost_ratio"].isna().all()
-    assert (runs[runs["rule"] == "adgd"]["status"] == "diverged").all()
+    # AdGD's huge first step overshoots far past any fixed bound and then recovers: diverged
+    # means a non-finite loss, so these runs count as what they end as, their peak recorded
+    adgd = runs[(runs["rule"] == "adgd") & (runs["setting"] == "grid")]
+    assert (adgd["peak_loss"] > 1e20).all() and adgd["status"].eq("converged").any()
+    assert not adgd["status"].eq("diverged").any() and adgd["final_loss"].lt(1e-8).any()
 
 
-def test_claim8_on_the_shard_tables_and_on_synthetic_cases():
+def test_claim8_on_the_shard_tables():
+    """The claim runs on a real shard's table (its controls: tests/test_claim8.py)."""
     th = small_config()["report"]["claims"]
     runs = run_shard(shard_cfg(scalar=SMALL), shard("scalar", 2))["runs"]
     rows, cells = evaluate_claim(c8.CLAIMS[0], {"stepsize/runs": runs}, th)
-    assert [r["part"] for r in rows] == ["a", "b", "all"] and len(cells) == 1
-    assert {r["verdict"] for r in rows} <= {SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE}
-
-    def table(success: list[bool], ratio: float):
-        rows = []
-        for i, ok in enumerate(success):
-            base = dict(problem="scalar", network="single", depth=2, seed=i, reachable=True, instance=i)
-            rows.append({**base, "rule": "fixed", "status": "converged", "cost_ratio": 1.0})
-            rows.append(
-                {**base, "rule": "curvature", "status": "converged" if ok else "diverged",
-                 "cost_ratio": ratio if ok else np.nan}
-            )  # fmt: skip
-        return pd.DataFrame(rows)
-
-    def verdict(t):
-        return {r["part"]: r["verdict"] for r in evaluate_claim(c8.CLAIMS[0], {"stepsize/runs": t}, th)[0]}
-
-    assert verdict(table([True] * 10, 1.5)) == {"a": SUPPORTED, "b": SUPPORTED, "all": SUPPORTED}
-    assert verdict(table([True] * 10, 3.0))["b"] == NOT_SUPPORTED
-    assert verdict(table([False] * 4 + [True] * 6, 1.5))["a"] == NOT_SUPPORTED
-    assert verdict(table([True] * 10, 1.5).iloc[:0])["all"] == NOT_RUN
+    assert [r["part"] for r in rows] == ["a", "b", "c", "all"]
+    lagged = [k for k in small_config()["stepsize"]["curvature"]["refresh_every"] if k > 1]
+    assert len(cells) == 1 + len(lagged)
+    assert {r["verdict"] for r in rows} <= {SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_RUN}
 
 
 def test_figure_constants_match_the_model():
@@ -277,7 +272,9 @@ def test_figure_constants_match_the_model():
             {"matrix": {"families": [{"name": "a", "eigvec": "orthogonal", "low": 2.0, "high": 1.0}]}},
             "stepsize.matrix",
         ),
-        ({"factors": [0.5, 2.0]}, "figures.stepsize.reference_factor"),
+        ({"factors": [0.5, 2.0], "a_priori_factor": 2.0}, "figures.stepsize.reference_factor"),
+        ({"factors": [0.5, 2.0]}, "stepsize.a_priori_factor"),
+        ({"curvature": {"refresh_every": [2, 5]}}, "stepsize.curvature.refresh_every"),
     ],
 )
 def test_rules_between_keys_name_the_key(override, key):
@@ -305,4 +302,7 @@ def test_smoke_run_writes_the_stepsize_tables_figures_and_claim_8(smoke_run):
             assert (out / "figures" / f"{name}.{fmt}").stat().st_size > 0
     claims = pd.read_csv(work / "results" / "report" / "claims.csv")
     eight = claims[claims["claim_id"] == 8]
-    assert eight["part"].tolist() == ["a", "b", "all"] and not eight["verdict"].eq(NOT_RUN).any()
+    assert (
+        eight["part"].tolist() == ["a", "b", "c", "all"]
+        and not eight.loc[eight["part"].eq("a"), "verdict"].eq(NOT_RUN).any()
+    )

@@ -23,6 +23,12 @@ def check(config: Mapping) -> None:
     unique("stepsize.matrix.families", [f["name"] for f in families])
     for fam in families:
         ordered(f"stepsize.matrix.families ({fam['name']})", fam["low"], fam["high"])
+    member("stepsize.a_priori_factor", s["a_priori_factor"], s["factors"], "a factor of stepsize.factors")
+    if s["enabled"] and "curvature" in s["rules"] and 1 not in s["curvature"]["refresh_every"]:
+        fail(
+            "Config key stepsize.curvature.refresh_every must include 1: claim 8 is judged on the rule "
+            "as stated, with lambda_max at every iterate."
+        )
     if s["enabled"]:
         ref = config["figures"]["stepsize"]["reference_factor"]
         member("figures.stepsize.reference_factor", ref, s["factors"], "a factor of stepsize.factors")

@@ -9,8 +9,9 @@ run statuses). Rules
 
 - `fixed`: `delta_t = delta0`;
 - `curvature`: `delta_t = sigma * 2 / lambda_t`, `lambda_t` the top Ritz value of a few batched
-  Lanczos steps on Hessian-vector products at `theta_t`, refreshed every `every` steps (kept
-  in between) and warm-started from the previous Ritz vector; no `delta0`;
+  Lanczos steps on Hessian-vector products at `theta_t`, warm-started from the previous Ritz
+  vector; recomputed every `refresh_b` iterations (per run: 1, the rule as stated, at every
+  iterate; k > 1, a lagged variant that keeps the step for k iterations); no `delta0`;
 - `polyak`: `delta_t = (l(theta_t) - l*) / ||grad l(theta_t)||^2` (Polyak's step);
 - `adgd`: Malitsky and Mishchenko (2020): `delta_0 = delta0`, then
   `delta_t = min(sqrt(1 + q_{t-1}) delta_{t-1}, ||theta_t - theta_{t-1}|| / (2 ||g_t - g_{t-1}||))`,
@@ -44,8 +45,7 @@ class RuleSettings:
     """The settings of the rules (config `stepsize.curvature`, `.polyak`, `.armijo`)."""
 
     sigma: float = 0.5  # curvature: delta_t = sigma * 2 / lambda_t
-    every: int = 10  # curvature: Lanczos refresh interval k (iterations)
-    iters: int = 4  # curvature: Lanczos steps of a warm-started refresh
+    iters: int = 3  # curvature: Lanczos steps of a warm-started refresh
     first_iters: int = 10  # curvature: Lanczos steps of the first estimate (random start)
     warm_noise: float = 0.1  # curvature: weight of the run's random vector added to the warm start
     loss_star: float = 0.0  # polyak: l*
@@ -61,6 +61,7 @@ class DescentResult:
     chains: list  # final weights, [[W_1..W_L] per chain], each [B, n, n]
     status: np.ndarray  # strings from STATUSES
     final_loss: np.ndarray  # loss where the run stopped (diverged: the loss that stopped it)
+    peak_loss: np.ndarray  # the largest finite loss of the run (its start included)
     steps_to_tol: np.ndarray  # iterations (updates) until the loss stayed <= tol; NaN if never
     stopped_step: np.ndarray  # iteration at which the run stopped
     grads: np.ndarray  # gradient evaluations, to tolerance (converged) or until it stopped
@@ -93,6 +94,7 @@ def descend(
     *,
     rules: RuleSettings,
     start=None,
+    refresh=None,
     gen: torch.Generator | None = None,
     armijo_chunk: int = 16,
     compact_every: int = 10,
@@ -104,11 +106,13 @@ def descend(
     +1/-1 per chain; rule: [B] names from RULES; delta0: [B] initial / fixed / trial steps (NaN
     for curvature); cap: [B] upper bounds on the step (inf: none); start: [B, D] random start
     vectors of the curvature rule's Lanczos (drawn from `gen` when None; only its runs' rows
-    are used). Data are whitened (`Sigma = I`).
+    are used); refresh: [B] ints, how often a curvature run recomputes lambda_max (None: every
+    iteration; ignored for the other rules). Data are whitened (`Sigma = I`).
 
     Statuses as in `pipeline.linear.status`: a run stops (and keeps its weights) when it
-    diverges or as soon as it has converged (`steps_to_tol` and the cost counters are taken
-    where its final streak below tol began). The loop ends early once every run has stopped.
+    diverges (a non-finite loss, or one above `monitoring.blowup`) or as soon as it has
+    converged (`steps_to_tol` and the cost counters are taken where its final streak below tol
+    began). The loop ends early once every run has stopped.
     `log(message)`, if given, is told the progress about ten times.
 
     Speed only (no effect on the results): stopped runs are masked (zero step) and, every
@@ -121,11 +125,20 @@ def descend(
     if unknown:
         raise ValueError(f"unknown step rules {sorted(unknown)}")
     B, dtype, n = R.shape[0], R.dtype, R.shape[-1]
-    # runs sorted by rule, so that each rule's state is a contiguous slice (views, no gathers)
-    order = np.argsort(np.array([RULES.index(r) for r in rule]), kind="stable")
+    refresh = np.ones(B, dtype=np.int64) if refresh is None else np.asarray(refresh, dtype=np.int64)
+    if (refresh[rule == "curvature"] < 1).any():
+        raise ValueError("refresh intervals of curvature runs must be at least 1")
+    refresh = np.where(rule == "curvature", refresh, 1)
+    # runs sorted by rule (and a curvature run's refresh interval), so that each rule's state is
+    # a contiguous slice (views, no gathers)
+    key = np.array([RULES.index(r) for r in rule]) * (int(refresh.max()) + 1) + np.where(
+        rule == "curvature", refresh, 0
+    )
+    order = np.argsort(key, kind="stable")
     o = torch.as_tensor(order)
     ids = o.clone()  # original index of each working run
     names = rule[order]
+    every = refresh[order]
     sizes = [len(ws) for ws in chains]
     layers = [w.detach()[o].clone() for ws in chains for w in ws]
     signs = [float(s) for s in signs]
@@ -142,6 +155,7 @@ def descend(
         diverged=torch.zeros(B, dtype=torch.bool),
         converged=torch.zeros(B, dtype=torch.bool),
         final_loss=nans(),
+        peak_loss=torch.full((B,), -math.inf, dtype=torch.float64),
         stopped=torch.full((B,), iterations, dtype=torch.int64),
         streak=torch.zeros(B, dtype=torch.int64),
         streak_from=torch.full((B,), -1, dtype=torch.int64),
@@ -184,7 +198,7 @@ def descend(
     window = monitoring.window(iterations)
     tol_window = max(1, int(monitoring.tol_window))
     report_every = max(1, iterations // 10)
-    cv_started = False
+    cv_started: set[int] = set()  # refresh intervals whose first estimate is done
 
     with torch.no_grad():
         for t in range(iterations + 1):
@@ -194,7 +208,7 @@ def descend(
                 keep = torch.nonzero(alive).flatten()
                 w = {k: [x[keep] for x in v] if isinstance(v, list) else v[keep] for k, v in w.items()}
                 layers = [x[keep] for x in layers]
-                ids, names = ids[keep], names[keep.numpy()]
+                ids, names, every = ids[keep], names[keep.numpy()], every[keep.numpy()]
                 alive = w["alive"]
             span = _spans(names)
             Wn = len(ids)
@@ -206,7 +220,9 @@ def descend(
             cur = cur.double()
             glayers = _layers(grads)
             # ---- bookkeeping on [W] vectors: divergence, the tolerance streak, logs
-            bad = alive & ~(cur <= blowup)
+            finite = torch.isfinite(cur)
+            bad = alive & ~(finite & (cur <= blowup))
+            w["peak_loss"] = torch.where(alive & finite, torch.maximum(w["peak_loss"], cur), w["peak_loss"])
             below = alive & (cur <= tol)
             w["streak"] = torch.where(below, w["streak"] + 1, 0)
             began = below & (w["streak"] == 1)
@@ -260,23 +276,11 @@ def descend(
                 w["ad_step"][s] = new
                 step[s] = new
             if "curvature" in span:
-                s = span["curvature"]
-                if t % rules.every == 0:
-                    sub = [[x[s] for x in ws] for ws in nested]
-                    hvp, _ = hessian_vector_product(w["R"][s], sub, signs)
-                    start_s, vec = w["cv_start"][s], w["cv_vec"][s]
-                    if not cv_started:
-                        q, iters = start_s, rules.first_iters
-                    else:
-                        ok = torch.isfinite(vec).all(1) & (vec.norm(dim=1) > 0)
-                        warm = vec + rules.warm_noise * start_s / math.sqrt(D)
-                        q, iters = torch.where(ok[:, None], warm, start_s), rules.iters
-                    lam, w["cv_vec"][s], _, k = lanczos(hvp, q, iters)
-                    cv_started = True
-                    w["counters"][s, 1] += k * alive[s]
-                    good = torch.isfinite(lam) & (lam > 0)
-                    w["cv_step"][s] = torch.where(good, 2 * rules.sigma / lam.clamp_min(1e-300), math.inf)
-                step[s] = w["cv_step"][s]
+                for k_every, s in _refresh_spans(every, span["curvature"]).items():
+                    if t % k_every == 0:
+                        _curvature(w, s, nested, signs, rules, D, k_every not in cv_started, alive)
+                        cv_started.add(k_every)
+                    step[s] = w["cv_step"][s]
             if "armijo" in span:
                 s = span["armijo"]
                 step[s], n_trials = _armijo(
@@ -313,6 +317,7 @@ def descend(
         chains=chains_out,
         status=status,
         final_loss=out["final_loss"].numpy(),
+        peak_loss=out["peak_loss"].numpy(),
         steps_to_tol=np.where(conv.numpy(), out["streak_from"].numpy().astype(float), np.nan),
         stopped_step=out["stopped"].numpy().astype(float),
         grads=counters[:, 0].numpy(),
@@ -329,6 +334,7 @@ def descend(
 
 _OUTPUTS = (
     "final_loss",
+    "peak_loss",
     "stopped",
     "converged",
     "diverged",
@@ -349,6 +355,33 @@ def _spans(names: np.ndarray) -> dict[str, slice]:
         if len(hit):
             span[name] = slice(int(hit[0]), int(hit[-1]) + 1)
     return span
+
+
+def _refresh_spans(every: np.ndarray, s: slice) -> dict[int, slice]:
+    """{refresh interval: slice} of the curvature runs in `s` (sorted by interval)."""
+    out, vals = {}, every[s]
+    for k in np.unique(vals):
+        hit = np.nonzero(vals == k)[0]
+        out[int(k)] = slice(s.start + int(hit[0]), s.start + int(hit[-1]) + 1)
+    return out
+
+
+def _curvature(w, s, nested, signs, rules: RuleSettings, D: int, first: bool, alive) -> None:
+    """lambda_max at the current iterate of the curvature runs in slice `s` (batched Lanczos,
+    warm-started from each run's previous Ritz vector) and their step `sigma 2 / lambda`."""
+    sub = [[x[s] for x in ws] for ws in nested]
+    hvp, _ = hessian_vector_product(w["R"][s], sub, signs)
+    start_s, vec = w["cv_start"][s], w["cv_vec"][s]
+    if first:
+        q, iters = start_s, rules.first_iters
+    else:
+        ok = torch.isfinite(vec).all(1) & (vec.norm(dim=1) > 0)
+        warm = vec + rules.warm_noise * start_s / math.sqrt(D)
+        q, iters = torch.where(ok[:, None], warm, start_s), rules.iters
+    lam, w["cv_vec"][s], _, k = lanczos(hvp, q, iters)
+    w["counters"][s, 1] += k * alive[s]
+    good = torch.isfinite(lam) & (lam > 0)
+    w["cv_step"][s] = torch.where(good, 2 * rules.sigma / lam.clamp_min(1e-300), math.inf)
 
 
 def _rows(x, idx):

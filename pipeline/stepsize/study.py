@@ -9,7 +9,9 @@ shard, runs them as one batched `model.descend`, and returns the tables `runs` a
 An *instance* is one (problem, depth, target, start, seed): the same initial weights and
 target for every rule. Each instance gets one run per rule and step factor `f` of the grid,
 with `delta0 = f * delta_ref` (the fixed step, AdGD's first step, Armijo's first trial, and
-Polyak's cap times `polyak.cap`), plus a single curvature run (that rule has no `delta0`).
+Polyak's cap times `polyak.cap`), one curvature run per refresh interval (that rule has no
+`delta0`; interval 1 is the rule as stated), and one run of each baseline at its published
+defaults (`stepsize.published`; column `setting`: grid, curvature or published).
 `delta_ref` is `delta*_L` of the scalar network, or for a matrix target the Theorem 1 step
 with `sigma_max` in place of `rho` (`linear.theory.delta_relative(1, L, sigma_max)`). The
 oracle of an instance is its cheapest converged fixed-step run (the best fixed step of the
@@ -42,7 +44,6 @@ def rule_settings(cfg: dict) -> ss.RuleSettings:
     cv, pk, am = cfg["curvature"], cfg["polyak"], cfg["armijo"]
     return ss.RuleSettings(
         sigma=cv["sigma"],
-        every=cv["every"],
         iters=cv["iters"],
         first_iters=cv["first_iters"],
         warm_noise=cv["warm_noise"],
@@ -78,21 +79,38 @@ def scalar_init(kind: str, L: int, r: float, gen: torch.Generator, block: dict) 
 # ------------------------------------------------------------------------------ runs ----
 
 
-def _expand(instances: list[dict], rules: list[str], factors: list[float], cfg: dict) -> pd.DataFrame:
-    """One row per run: each instance times (curvature once, every other rule per factor)."""
+def _expand(
+    instances: list[dict], rules: list[str], factors: list[float], cfg: dict, refresh=(1,), published=True
+) -> pd.DataFrame:
+    """One row per run: each instance times (every rule but curvature per step factor, the
+    curvature rule once per refresh interval, and the published-default baselines)."""
+    pub = cfg["published"]
+    first = {"armijo": pub["armijo_trial"], "adgd": pub["adgd_first_step"], "polyak": np.nan}
     rows = []
+
+    def run(inst, tag, rule, setting, f=np.nan, d0=np.nan, cap=np.inf, k=0):
+        rows.append({**inst, "run_id": f"{inst['instance']}_{tag}", "rule": rule, "setting": setting,
+                     "refresh_every": k, "delta_factor": f, "delta0": d0, "cap": cap})  # fmt: skip
+
     for inst in instances:
         ref = inst["delta_ref"]
         for rule in rules:
-            for f in [np.nan] if rule == "curvature" else factors:
-                d0 = f * ref
-                cap = {
-                    "curvature": cfg["curvature"]["cap_factor"] * ref,
-                    "polyak": cfg["polyak"]["cap"] * d0,
-                }.get(rule, np.inf)
-                tag = rule if rule == "curvature" else f"{rule}_x{f:g}"
-                rows.append({**inst, "run_id": f"{inst['instance']}_{tag}", "rule": rule,
-                             "delta_factor": f, "delta0": d0, "cap": cap})  # fmt: skip
+            if rule == "curvature":
+                for k in refresh:
+                    run(
+                        inst,
+                        f"curvature_r{k}",
+                        rule,
+                        "curvature",
+                        cap=cfg["curvature"]["cap_factor"] * ref,
+                        k=k,
+                    )
+                continue
+            for f in factors:
+                cap = cfg["polyak"]["cap"] * f * ref if rule == "polyak" else np.inf
+                run(inst, f"{rule}_x{f:g}", rule, "grid", f, f * ref, cap)
+        for rule in pub["rules"] if published else []:
+            run(inst, f"{rule}_published", rule, "published", d0=first[rule])
     return pd.DataFrame(rows)
 
 
@@ -100,6 +118,8 @@ def _outcomes(runs: pd.DataFrame, res: ss.DescentResult, sharp: np.ndarray, cost
     ref = runs["delta_ref"].to_numpy()
     runs["status"] = res.status
     runs["final_loss"] = res.final_loss
+    runs["start_loss"] = res.log_loss[0]
+    runs["peak_loss"] = res.peak_loss
     runs["steps_to_tol"] = res.steps_to_tol
     runs["stopped_step"] = res.stopped_step
     runs["grads"] = res.grads
@@ -116,16 +136,23 @@ def _outcomes(runs: pd.DataFrame, res: ss.DescentResult, sharp: np.ndarray, cost
     return runs
 
 
-def _oracle(runs: pd.DataFrame) -> pd.DataFrame:
+def _oracle(runs: pd.DataFrame, a_priori_factor: float) -> pd.DataFrame:
     """Per instance: reachable (some fixed step converged), the best fixed step in hindsight
-    (cheapest converged fixed run: its cost and factor) and each run's cost ratio to it."""
+    (cheapest converged fixed run: its cost, gradient evaluations and factor) and each run's
+    cost ratio to it; the a-priori fixed step's cost (+inf where it did not converge) and each
+    run's cost ratio to that (+inf where the run did not converge)."""
     fixed = runs[(runs["rule"] == "fixed") & (runs["status"] == "converged")]
     best = fixed.sort_values(["cost", "delta_factor"]).groupby("instance").first()
     runs["reachable"] = runs["instance"].isin(best.index)
     runs["oracle_cost"] = runs["instance"].map(best["cost"]).astype(float)
+    runs["oracle_grads"] = runs["instance"].map(best["grads"]).astype(float)
     runs["oracle_factor"] = runs["instance"].map(best["delta_factor"]).astype(float)
     conv = runs["status"] == "converged"
     runs["cost_ratio"] = np.where(conv, runs["cost"] / runs["oracle_cost"], np.nan)
+    prior = fixed[np.isclose(fixed["delta_factor"], a_priori_factor)].set_index("instance")["cost"]
+    runs["prior_cost"] = runs["instance"].map(prior).astype(float).fillna(np.inf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        runs["prior_ratio"] = np.where(conv, runs["cost"] / runs["prior_cost"], np.inf)
     return runs
 
 
@@ -159,6 +186,7 @@ def _descend(cfg, runs, R, chains, signs, iterations, key, D, log):
         Monitoring.from_config(cfg),
         rules=rule_settings(cfg),
         start=start,
+        refresh=runs["refresh_every"].to_numpy(),
         armijo_chunk=32 if R.shape[-1] == 1 else 4,  # scalar: few large ops; matrix: few flops
         log=log,
     )
@@ -202,7 +230,7 @@ def run_scalar(cfg: dict, L: int, log):
                         delta_ref=float(theory.delta_star(L, r)),
                     )
                 )
-    runs = _expand(instances, cfg["rules"], cfg["factors"], cfg)
+    runs = _expand(instances, cfg["rules"], cfg["factors"], cfg, cfg["curvature"]["refresh_every"])
     W0 = torch.stack(w0s)[torch.as_tensor(_positions(runs, instances))]  # [B, L]
     chains = [[W0[:, j].reshape(-1, 1, 1).contiguous() for j in range(L)]]
     R = torch.tensor(runs["target"].to_numpy(), dtype=torch.float64).reshape(-1, 1, 1)
@@ -213,7 +241,7 @@ def run_scalar(cfg: dict, L: int, log):
     runs = _outcomes(runs, res, sharp, cfg["cost"])
     final_w = flat_weights(res.chains[0]).numpy()
     runs["final_product"] = np.prod(final_w, axis=1)
-    return _oracle(runs), _curves(runs, res)
+    return _oracle(runs, cfg["a_priori_factor"]), _curves(runs, res)
 
 
 def run_matrix(cfg: dict, network: str, L: int, log):
@@ -248,7 +276,7 @@ def run_matrix(cfg: dict, network: str, L: int, log):
                         delta_ref=float(theory.delta_relative(1.0, L, target.sigma_max)),
                     )
                 )
-    runs = _expand(instances, cfg["rules"], cfg["factors"], cfg)
+    runs = _expand(instances, cfg["rules"], cfg["factors"], cfg, cfg["curvature"]["refresh_every"])
     pick = torch.as_tensor(_positions(runs, instances))
     dtype = DTYPES[block["dtype"]]
     R = torch.stack(targets)[pick].to(dtype)
@@ -260,7 +288,7 @@ def run_matrix(cfg: dict, network: str, L: int, log):
     sharp = _sharpness(cfg, R, res, signs, key, log)
     runs["iterations"] = block["iterations"]
     runs = _outcomes(runs, res, sharp, cfg["cost"])
-    return _oracle(runs), _curves(runs, res)
+    return _oracle(runs, cfg["a_priori_factor"]), _curves(runs, res)
 
 
 def basin_grid(block: dict, L: int) -> np.ndarray:
@@ -285,7 +313,9 @@ def run_basin(cfg: dict, L: int, log) -> pd.DataFrame:
         )
         for i in range(len(grid))
     ]
-    runs = _expand(instances, cfg["rules"], block["factors"], cfg)
+    runs = _expand(
+        instances, cfg["rules"], block["factors"], cfg, published=False
+    )  # curvature: every iterate
     W0 = torch.as_tensor(grid[runs["point"].to_numpy()], dtype=torch.float64)
     chains = [[W0[:, j].reshape(-1, 1, 1).contiguous() for j in range(L)]]
     R = torch.full((len(runs), 1, 1), r, dtype=torch.float64)

@@ -7,11 +7,12 @@ import pandas as pd
 
 
 def summary(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """`summary`: per problem, network, depth, start, rule and step factor: runs, reachable instances,
+    """`summary`: per problem, network, depth, start, rule, setting (grid, curvature, published),
+    refresh interval and step factor: runs, reachable instances,
     success rate among them, shares of converged and diverged runs, and over the converged runs
     the median cost and the median cost ratio to the best fixed step."""
     runs = tables.get("runs", pd.DataFrame())
-    keys = ["problem", "network", "depth", "init", "rule", "delta_factor"]
+    keys = ["problem", "network", "depth", "init", "rule", "setting", "refresh_every", "delta_factor"]
     if runs.empty:  # only the basin maps were run
         return {"summary": pd.DataFrame(columns=keys)}
     d = runs.assign(
