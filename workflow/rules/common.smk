@@ -103,8 +103,10 @@ def study_outputs():
 
 
 def final_targets(report=True):
-    """What `snakemake` builds: the data, every enabled study's tables and figures, the report."""
-    targets = list(rules.mnist_data.output)
+    """What `snakemake` builds: the data the enabled studies read, every enabled study's tables
+    and figures, the report."""
+    data = [name for s in studies.STUDIES if s.enabled(config) for name in s.inputs]
+    targets = [path for name in dict.fromkeys(data) for path in studies.DATA[name]]
     for out in study_outputs().values():
         targets += out["tables"] + figure_files(out["figures"])
     if report and config["report"]["enabled"]:
