@@ -67,6 +67,11 @@ def make_optimizer(opt: dict, params) -> torch.optim.Optimizer:
     raise ValueError(opt["name"])
 
 
+def optimizer_settings(opt: dict, variant: str) -> dict:
+    """The optimiser block for one variant: `lr_by_variant[variant]` replaces `lr` where set."""
+    return {**opt, "lr": opt.get("lr_by_variant", {}).get(variant, opt["lr"])}
+
+
 def learning_rate(opt: dict, step: int, total_steps: int) -> float:
     """Step size at global step `step` (0-based).
 
@@ -235,7 +240,8 @@ def train(
     x_tr, y_tr, x_et, y_et, x_ev, y_ev = (
         t.to(device) for t in (sp.x_train, sp.y_train, sp.x_eval_train, sp.y_eval_train, sp.x_eval, sp.y_eval)
     )
-    n_train, bs, kind, opt_cfg = x_tr.shape[0], cfg["batch_size"], cfg["loss"], cfg["optimizer"]
+    n_train, bs, kind = x_tr.shape[0], cfg["batch_size"], cfg["loss"]
+    opt_cfg = optimizer_settings(cfg["optimizer"], variant)
 
     model = ResidualPairs(cfg, variant, generator("mnist", "init", seed))  # on CPU: the same on any device
     model.project()
