@@ -25,7 +25,7 @@ def table(success, ratio=1.5, prior=0.5, oracle_grads=50, refresh=1):
     rows = []
     for i, ok in enumerate(success):
         base = dict(problem="scalar", network="single", depth=2, seed=i, reachable=True, instance=i,
-                    oracle_grads=oracle_grads, start_loss=1.0, peak_loss=1.0)  # fmt: skip
+                    oracle_grads=oracle_grads, start_loss=1.0, peak_loss=1.0, prior_cost=1.0)  # fmt: skip
         rows.append({**base, "rule": "fixed", "setting": "grid", "refresh_every": 0, "status": "converged",
                      "cost_ratio": 1.0, "prior_ratio": 1.0})  # fmt: skip
         rows.append({**base, "rule": "curvature", "setting": "curvature", "refresh_every": refresh,
