@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from pipeline.config import validate
 from pipeline.data import MnistTensors, load_mnist
 from pipeline.errors import UserError
 from pipeline.mnist.model import (
@@ -646,7 +647,8 @@ def test_parts_are_the_shards_of_the_dry_run(workflow_copy, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     shards = sorted(set(re.findall(r"results/mnist/(\w+)/shards/([\w-]+)/metrics.parquet", out)))
     expected = [("convex_only", "extra-seed4")]
-    expected += [(v, f"comparison-seed{s}") for v in ("pair", "plain_mlp") for s in (0, 1, 2)]
+    comparison = validate({})["mnist"]["parts"]["comparison"]
+    expected += [(v, f"comparison-seed{s}") for v in comparison["variants"] for s in comparison["seeds"]]
     assert shards == sorted(expected)
 
 
