@@ -253,7 +253,7 @@ def claim2(tables, setting: dict, th) -> list[Part]:
             hi,
             th["check_max_share"],
             "<",
-            f"{k} of {len(conv)} converged runs above; largest (lambda_max + residual) delta/2 "
+            f"{k} of {len(conv)} distinct converged runs above; largest (lambda_max + residual) delta/2 "
             f"= {fmt(float(upper.max()) if len(upper) else math.nan)}",
         )
     ]
