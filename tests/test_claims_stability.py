@@ -93,9 +93,9 @@ def test_claim1a_controls(th):
     # converged: the exact upper bound is below 0.001
     many = scalar_runs(seeds=700, ratios=(0.5, 1.01, 1.2))
     assert verdict(1, "a", scalar(many), th) == SUPPORTED
-    assert verdict(1, "a", scalar(scalar_runs(seeds=700, ratios=(0.5, 1.01, 1.2), converged_above=40)), th) == (
-        NOT_SUPPORTED
-    )
+    assert verdict(
+        1, "a", scalar(scalar_runs(seeds=700, ratios=(0.5, 1.01, 1.2), converged_above=40)), th
+    ) == (NOT_SUPPORTED)
     # the identity runs repeated in 4,000 seeds are 6 distinct runs: too few to support the check
     ident = many[many["init"].eq("identity")]
     ident = pd.concat([ident.assign(seed=ident["seed"] + 1000 * k) for k in range(6)])
@@ -126,7 +126,9 @@ def test_claim2_controls(th):
     many = scalar(scalar_runs(seeds=700, identity_limit=1.0, random_limit=1.0, ratios=(0.5, 0.9)))
     assert verdict(2, "a", many, th) == SUPPORTED
     # lambda_max * delta / 2 = 1.02 at convergence: breaks the bound
-    bad = scalar(scalar_runs(seeds=700, identity_limit=1.0, random_limit=1.0, ratios=(0.5, 0.9), sharpness_margin=1.02))
+    bad = scalar(
+        scalar_runs(seeds=700, identity_limit=1.0, random_limit=1.0, ratios=(0.5, 0.9), sharpness_margin=1.02)
+    )
     assert verdict(2, "a", bad, th) == NOT_SUPPORTED
     # the identity runs count once: 1,400 of them are 6 distinct runs
     ident = many["stability/scalar/runs"]
@@ -212,9 +214,19 @@ def svd_runs(
                 for network, t, bad in (("single", t_single, s_bad), ("double", t_double, d_bad)):
                     status = unstable if bad else "converged" if np.isfinite(t) else "not_converged"
                     rows.append(
-                        dict(pair_id=pair, seed=seed, depth=4, regime=regime, network=network, eig_min=eig_min,
-                             delta=delta, delta_rel=rel, status=status, steps_to_tol=t if status == "converged" else np.nan)
-                    )  # fmt: skip
+                        dict(
+                            pair_id=pair,
+                            seed=seed,
+                            depth=4,
+                            regime=regime,
+                            network=network,
+                            eig_min=eig_min,
+                            delta=delta,
+                            delta_rel=rel,
+                            status=status,
+                            steps_to_tol=t if status == "converged" else np.nan,
+                        )
+                    )
     return {"stability/single_vs_double/runs": pd.DataFrame(rows)}
 
 
@@ -246,7 +258,9 @@ def test_claim4c_controls(th):
 def test_claim4_every_depth_cell_has_every_part(th):
     tables = svd_runs()
     df = tables["stability/single_vs_double/runs"]
-    tables = {"stability/single_vs_double/runs": pd.concat([df, df.assign(depth=8, pair_id=df["pair_id"] + "_L8")])}
+    tables = {
+        "stability/single_vs_double/runs": pd.concat([df, df.assign(depth=8, pair_id=df["pair_id"] + "_L8")])
+    }
     grid = claim(4).grid(tables, th)
     assert grid == [{"depth": 4}, {"depth": 8}]
     for cell in grid:

@@ -48,6 +48,7 @@ def distinct_scalar_runs(df: pd.DataFrame) -> pd.DataFrame:
     once = df[det].drop_duplicates(subset=keys)
     return pd.concat([df[~det], once]).sort_index()
 
+
 TEXT = {
     1: "Scalar: the empirical largest convergent delta is at most delta*_L for every L, and from "
     "identity init it is close to it; random init needs smaller delta.",
@@ -175,9 +176,7 @@ def claim1(tables, setting: dict, th) -> list[Part]:
     pair = positive[positive["init"].isin(("identity", rnd_init)) & positive["depth"].ge(2)]
     if pair["init"].nunique() < 2:
         parts.append(
-            not_run(
-                "c", f"{rnd_init} vs identity", f"no {rnd_init} and identity runs with L >= 2 and r > 0"
-            )
+            not_run("c", f"{rnd_init} vs identity", f"no {rnd_init} and identity runs with L >= 2 and r > 0")
         )
     else:
         pair = pair.assign(is_random=pair["init"].eq(rnd_init))
