@@ -109,7 +109,7 @@ def scalar_table(random_limit=0.5, identity_limit=1.0, converged_above=0, seeds=
     for depth in (1, 2, 4):
         dstar = 2.0 / (depth * 2.0 ** (2 * (depth - 1) / depth))
         for ratio in (0.3, 0.5, 0.85, 0.95, 1.05, 1.2):
-            for init in ("identity", "random"):
+            for init in ("identity", "lognormal"):
                 for seed in range(seeds):
                     limit = identity_limit if init == "identity" or depth == 1 else random_limit
                     ok = ratio < limit
@@ -140,8 +140,13 @@ def test_claim1(th):
         == NOT_SUPPORTED
     )
     assert (
-        verdicts(evaluate(1, {"stability/scalar/runs": scalar_table(identity_limit=0.6)}, th))["b"]
+        verdicts(evaluate(1, {"stability/scalar/runs": scalar_table(identity_limit=0.4)}, th))["b"]
         == NOT_SUPPORTED
+    )
+    # converging up to 0.5 and not at 0.85: the grid's bracket [0.5, 0.85] straddles 0.8
+    assert (
+        verdicts(evaluate(1, {"stability/scalar/runs": scalar_table(identity_limit=0.6)}, th))["b"]
+        == INCONCLUSIVE
     )
     assert (
         verdicts(evaluate(1, {"stability/scalar/runs": scalar_table(random_limit=1.0)}, th))["c"]
@@ -173,6 +178,7 @@ def depth_table(identity_growth=1.0, random_growth=1e4, seeds=8):
                         depth=depth,
                         init=init,
                         delta=0.005,
+                        delta_rel=0.5,  # a step 0.5 * delta_T1(L, rho): the headline setting
                         final_loss=loss,
                         status="not_converged",
                         sharpness=np.nan,
@@ -213,6 +219,7 @@ def svd_table(double_faster=True, single_only_diverges=8, double_only_diverges=0
             for network, t, div in (("single", t_single, s_div), ("double", t_double, d_div)):
                 rows.append(
                     dict(pair_id=pair, seed=seed, depth=4, regime=regime, network=network, eig_min=eig_min,
+                         delta=0.001, delta_rel=np.nan,
                          status="diverged" if div else "converged" if np.isfinite(t) else "not_converged",
                          steps_to_tol=np.nan if div else t)
                 )  # fmt: skip
@@ -236,11 +243,12 @@ def test_claim4(th):
         4, {"stability/single_vs_double/runs": svd_table(single_only_diverges=4, double_only_diverges=4)}, th
     )
     assert parts[2].verdict == INCONCLUSIVE and parts[2].estimate == 0.5
-    # a robustness cell of the positive regime has no part (b)
-    cell = verdicts(
-        evaluate(4, {"stability/single_vs_double/runs": svd_table()}, th, {"regime": "positive", "depth": 4})
-    )
-    assert set(cell) == {"a", "c"}
+    # the robustness cells are depths, and every part exists in each (part (b) compares the
+    # regimes, so a cell of one regime would have none)
+    c4 = claim(4)
+    tables = {"stability/single_vs_double/runs": svd_table()}
+    assert c4.grid(tables, th) == [{"depth": 4}]
+    assert set(verdicts(evaluate(4, tables, th, {"depth": 4}))) == {"a", "b", "c"}
 
 
 # ------------------------------------------------------------------ claim 7 ------------
@@ -292,7 +300,7 @@ def test_check_claims_table_robustness_and_not_run(th):
     # claim 3's grid is the depth table's steps; its parts count the settings where they hold
     three = claims[claims["claim_id"].eq(3)].set_index("part")
     assert three.loc["all", "settings_total"] == 1 and three.loc["a", "settings_supported"] == 1
-    assert (robustness[robustness["claim_id"] == 3]["setting"] == '{"delta": 0.005}').all()
+    assert (robustness[robustness["claim_id"] == 3]["setting"] == '{"step": "c=0.5"}').all()
 
 
 def test_claims_markdown_has_one_row_per_claim_with_its_parts(th):

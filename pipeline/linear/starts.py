@@ -44,6 +44,7 @@ def init_scalar(
     spread: float,
     large_factor: float = 10.0,
     gaussian_std: float = 1.0,
+    lognormal_spread: float = 0.5,
 ):
     """Initial scalar weights [L] (float64).
 
@@ -52,9 +53,16 @@ def init_scalar(
     w_j = |r|^(1/L) exp(spread (z_j - mean z)) (product still r), perturbed the same way.
     large: the balanced weights of the product `large_factor * r`, perturbed the same way.
     gaussian: i.i.d. N(0, gaussian_std^2), a generic random start (not at a minimum).
+    lognormal: i.i.d. w_j = exp(lognormal_spread z_j), z_j ~ N(0, 1): a generic random start
+    around identity, not at a minimum (its product is not r; the first weight carries r's sign).
     """
     if kind == "identity":
         return torch.ones(L, dtype=torch.float64)
+    if kind == "lognormal":
+        w = torch.exp(lognormal_spread * torch.randn(L, dtype=torch.float64, generator=gen))
+        if r < 0:
+            w[0] = -w[0]
+        return w
     if kind == "gaussian":
         return gaussian_std * torch.randn(L, dtype=torch.float64, generator=gen)
     if kind == "large":

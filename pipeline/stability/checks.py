@@ -32,12 +32,19 @@ def check(config: Mapping) -> None:
         member(f"{key}.delta_rel", typical["delta_rel"], svd["delta_rel"], "a relative step run")
         member(f"{key}.seed", typical["seed"], list(range(svd["seeds"])), "a seed run")
     th = config["report"]["claims"]
+    if st["enabled"] and sc["enabled"]:
+        member(
+            "report.claims.claim1_random_init",
+            th["claim1_random_init"],
+            sc["inits"],
+            "a start of stability.scalar.inits",
+        )
     if st["enabled"] and st["depth"]["enabled"]:
         member(
-            "report.claims.claim3_delta",
-            th["claim3_delta"],
-            st["depth"]["deltas"],
-            "a step of stability.depth.deltas",
+            "report.claims.claim3_delta_t1_factor",
+            th["claim3_delta_t1_factor"],
+            st["depth"]["delta_t1_factors"],
+            "a factor of stability.depth.delta_t1_factors",
         )
     if st["enabled"] and st["single_vs_double"]["enabled"]:
         regimes = [r["name"] for r in st["single_vs_double"]["regimes"]]

@@ -57,7 +57,15 @@ def run_scalar(depth: int, engine: dict, block: dict, log=None):
                     s_eff = float((x**2).mean())
                 for init in block["inits"]:
                     g = generator(base, "scalar", "init", L, r, s, init, seed)
-                    w0 = starts.init_scalar(init, L, r, g, block["perturbation"], block["random_spread"])
+                    w0 = starts.init_scalar(
+                        init,
+                        L,
+                        r,
+                        g,
+                        block["perturbation"],
+                        block["random_spread"],
+                        lognormal_spread=block["lognormal_spread"],
+                    )
                     for k, (delta, grid) in enumerate(scalar_deltas(block, L, r, s_eff)):
                         rows.append(
                             dict(
@@ -132,7 +140,9 @@ def _matrix_columns(runs, targets):
 
 def run_depth(depth: int, engine: dict, block: dict, log=None):
     """Identity vs orthogonal vs Gaussian init at depth L, each step of the grid with the same
-    budget, one R per seed (shared by all depths, inits and steps)."""
+    budget, one R per seed (shared by all depths, inits and steps). The steps are the absolute
+    `deltas` (column delta_rel NaN) and the steps scaled per depth and target,
+    delta = c * delta_T1(L, rho(R)) for c in `delta_t1_factors` (column delta_rel = c)."""
     L, n, base = depth, block["n"], engine["base_seed"]
     regime = {"name": "positive", "low": block["eig_low"], "high": block["eig_high"]}
     targets = _matrix_targets(base, "depth", n, [regime], block["eigvec"], block["seeds"])
@@ -140,19 +150,26 @@ def run_depth(depth: int, engine: dict, block: dict, log=None):
     for init in block["inits"]:
         for seed in range(block["seeds"]):
             w0 = starts.init_chain(init, L, n, generator(base, "depth", "init", L, init, seed))
-            for k, delta in enumerate(block["deltas"]):
+            # absolute steps (the same at every depth), then steps c * delta_T1(L, rho(R))
+            rho = targets[("positive", seed)].rho
+            steps = [(float(d), np.nan, f"d{k}") for k, d in enumerate(block["deltas"])]
+            steps += [
+                (float(c * theory.delta_t1(L, rho)), float(c), f"t{k}")
+                for k, c in enumerate(block["delta_t1_factors"])
+            ]
+            for delta, c, tag in steps:
                 inits.append(w0)
                 rows.append(
                     dict(
-                        run_id=f"L{L}_{init}_d{k}_seed{seed}",
+                        run_id=f"L{L}_{init}_{tag}_seed{seed}",
                         seed=seed,
                         depth=L,
                         n=n,
                         init=init,
                         network="single",
                         regime="positive",
-                        delta=float(delta),
-                        delta_rel=np.nan,
+                        delta=delta,
+                        delta_rel=c,
                         eig_low=float(block["eig_low"]),
                         eig_high=float(block["eig_high"]),
                     )
