@@ -261,6 +261,11 @@ def claim2(tables, setting: dict, th) -> list[Part]:
 # ------------------------------------------------------------------------------ claim 3 ----
 
 
+def _delta_rel(df: pd.DataFrame) -> pd.Series:
+    """The relative step c of each run (NaN for an absolute step or a table without the column)."""
+    return df["delta_rel"] if "delta_rel" in df else pd.Series(np.nan, index=df.index)
+
+
 def _step_setting(kind: str, value: float) -> dict:
     """A step setting of claim 3: kind "delta" (an absolute step) or "c" (c * delta_T1(L, rho))."""
     return {"step": f"{kind}={value:g}"}
@@ -272,7 +277,7 @@ def _depth_steps(df: pd.DataFrame, setting: dict) -> pd.DataFrame:
     if "step" not in setting:
         return df
     kind, value = setting["step"].split("=")
-    rel = df["delta_rel"] if "delta_rel" in df else pd.Series(np.nan, index=df.index)
+    rel = _delta_rel(df)
     if kind == "c":
         return df[np.isclose(rel, float(value))]
     return df[rel.isna() & np.isclose(df["delta"], float(value))]
@@ -330,7 +335,7 @@ def claim3(tables, setting: dict, th) -> list[Part]:
 def _depth_steps_grid(tables, th) -> list[dict]:
     """Robustness settings of claim 3: every absolute step and every factor of delta_T1."""
     df = tables["stability/depth/runs"]
-    rel = df["delta_rel"] if "delta_rel" in df else pd.Series(np.nan, index=df.index)
+    rel = _delta_rel(df)
     absolute = [_step_setting("delta", float(d)) for d in sorted(df.loc[rel.isna(), "delta"].unique())]
     return absolute + [_step_setting("c", float(c)) for c in sorted(rel.dropna().unique())]
 
@@ -346,7 +351,7 @@ def _pairs(svd: pd.DataFrame) -> pd.DataFrame:
 
 def _step_key(df: pd.DataFrame) -> pd.Series:
     """A run's step setting: the relative step c where there is one, else the absolute step."""
-    rel = df["delta_rel"] if "delta_rel" in df else pd.Series(np.nan, index=df.index)
+    rel = _delta_rel(df)
     return np.where(rel.isna(), "a" + df["delta"].map(lambda x: f"{x:.6g}"), "c" + rel.map(str))
 
 
