@@ -126,14 +126,17 @@ def test_params_slices_leave_out_runtime_keys_and_ignore_key_order():
     assert repr(numbers(shuffled, "mnist")) == repr(numbers(config, "mnist"))
 
 
-def test_default_profile_is_in_effect(workflow_copy):
+def test_default_profile_is_in_effect(workflow_copy, tmp_path):
     """profiles/default sets cores: all; without it a dry run schedules one core per job."""
     import os
 
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs two cores to see the profile's cores: all")
-    with_profile = snakemake(workflow_copy, "-n", timeout=300).stdout
-    without = snakemake(workflow_copy, "-n", "--workflow-profile", "none", timeout=300).stdout
+    two = {"mnist": {"threads": 2}}
+    with_profile = dry_run(workflow_copy, two, tmp_path)
+    without = dry_run(workflow_copy, two, tmp_path, "--workflow-profile", "none", "--configfile")
+    assert with_profile.returncode == 0 and without.returncode == 0, without.stderr[-3000:]
+    with_profile, without = with_profile.stdout, without.stdout
     block = r"rule mnist_shard:\n(?:    .*\n)*?    threads: 2\n"
     import re
 

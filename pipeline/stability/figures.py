@@ -110,24 +110,24 @@ def sharpness(tables: dict[str, pd.DataFrame], settings: dict):
 @figure("depth")
 def depth(tables: dict[str, pd.DataFrame], settings: dict):
     """Final training loss vs depth, one line per init, "
-    "median with inter-quartile band, one panel per step."""
+    "median with inter-quartile band, one panel per step setting."""
     runs = tables["runs"]
     floor = settings["loss_floor"]
     d = runs.assign(
-        final_loss=runs["final_loss"].where(runs["status"] != "diverged", np.inf).clip(lower=floor)
-    )
-    d["final_loss"] = d["final_loss"].clip(upper=1e3)  # diverged runs drawn at the top
-    deltas = sorted(d["delta"].unique())
+        final_loss=runs["final_loss"].where(runs["status"] != "diverged", np.inf).clip(lower=floor, upper=1e3),
+        step=_step_labels(runs),
+    )  # diverged runs drawn at the top
+    steps = list(dict.fromkeys(d.sort_values(["delta_rel", "delta"], na_position="first")["step"]))
     fig, axes = plt.subplots(
         1,
-        len(deltas),
-        figsize=panel_size(settings, len(deltas)),
+        len(steps),
+        figsize=panel_size(settings, len(steps)),
         squeeze=False,
         sharey=True,
         layout="constrained",
     )
-    for ax, delta in zip(axes[0], deltas, strict=True):
-        sub = d[d["delta"] == delta]
+    for ax, step in zip(axes[0], steps, strict=True):
+        sub = d[d["step"] == step]
         sns.lineplot(
             data=sub,
             x="depth",
@@ -141,16 +141,25 @@ def depth(tables: dict[str, pd.DataFrame], settings: dict):
         )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_title(rf"$\delta$ = {delta:g}, {int(sub['iterations'].iloc[0])} iterations")
+        ax.set_title(f"{step}, {int(sub['iterations'].iloc[0])} iterations")
         ax.set_xlabel("depth L")
         ax.set_ylabel(f"final training loss (floor {floor:g}, diverged at 1e3)")
     return fig
 
 
+def _step_labels(runs: pd.DataFrame) -> pd.Series:
+    """Each depth run's step setting as a panel title: the absolute step, or the factor c of
+    the steps c * delta_T1(L, rho) scaled per depth and target (column delta_rel)."""
+    absolute = runs["delta"].map(lambda x: rf"$\delta$ = {x:g}")
+    relative = runs["delta_rel"].map(lambda c: rf"$\delta$ = {c:g} $\delta_{{T1}}(L, \rho)$")
+    return absolute.where(runs["delta_rel"].isna(), relative)
+
+
 @figure("depth_region")
 def depth_region(tables: dict[str, pd.DataFrame], settings: dict):
-    """Share of runs reaching the loss floor over (depth, delta), one panel per init."""
-    runs = tables["runs"]
+    """Share of runs reaching the loss floor over the grid of (depth, absolute delta), one
+    panel per init (the steps scaled per depth and target are in the depth figure)."""
+    runs = tables["runs"][tables["runs"]["delta_rel"].isna()]
     reached = runs.assign(
         reached=(runs["final_loss"] <= settings["region_loss"]) & (runs["status"] != "diverged")
     )
