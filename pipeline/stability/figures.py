@@ -113,10 +113,8 @@ def depth(tables: dict[str, pd.DataFrame], settings: dict):
     "median with inter-quartile band, one panel per step setting."""
     runs = tables["runs"]
     floor = settings["loss_floor"]
-    d = runs.assign(
-        final_loss=runs["final_loss"].where(runs["status"] != "diverged", np.inf).clip(lower=floor, upper=1e3),
-        step=_step_labels(runs),
-    )  # diverged runs drawn at the top
+    final = runs["final_loss"].where(runs["status"] != "diverged", np.inf)
+    d = runs.assign(final_loss=final.clip(lower=floor, upper=1e3), step=_step_labels(runs))  # diverged at 1e3
     steps = list(dict.fromkeys(d.sort_values(["delta_rel", "delta"], na_position="first")["step"]))
     fig, axes = plt.subplots(
         1,

@@ -3,7 +3,7 @@
 docs/science.md section 6.1. `descend` runs `theta_{t+1} = theta_t - delta_t grad l(theta_t)`
 for a batch of B runs as one tensor program, every run with its own rule, step state and
 counters, on the shared linear-network engine (`pipeline.linear`: `Rhat = sum_c sign_c
-W^c_L ... W^c_1`, the loss, its hand-written gradients, Hessian-vector products, Lanczos, the
+W^c_L ... W^c_1`, the loss, its gradients, Hessian-vector products, Lanczos, the
 run statuses). Rules
 (`RULES`), for run b with initial / fixed step `delta0_b` and cap `cap_b`:
 
