@@ -51,7 +51,7 @@ def loss(R, chains, signs, sigma=None):
 def loss_and_gradients(R, chains, signs, sigma=None):
     """Per-run loss [B] and the gradients dl/dW of every layer of every chain (lists like
     `chains`), by autograd on `loss`. (A hand-written batched version, three matmuls per layer,
-    was 1.08x autograd at n = 10, L = 4 (bench/bench_stepsize.py), short of the 1.5x a
+    was 1.08-1.14x autograd at n = 10, L = 4 (bench/bench_stepsize.py), short of the 1.5x a
     hand-written kernel must earn, and gave the same numbers.)"""
     params = [[w.detach().requires_grad_(True) for w in ws] for ws in chains]
     with torch.enable_grad():
